@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make build TARGET=rpi4     the default α/ρ sweep for a target into dist/<target>/
+#   make test                  the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TARGET ?= rpi4
+JOBS ?= 2
+TVREF := $(VENV)/torchvision-reference
+
+.PHONY: build test bench clean
+
+# torch first, from the local CPU wheel, then everything through the lock in constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+# torchvision's pure-Python model definitions, the independent reference for state_dict
+# compatibility (no CUDA deps: --no-deps; hash-pinned).
+$(TVREF)/.installed: tests/torchvision-reference.txt $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps --require-hashes -r tests/torchvision-reference.txt --target $(TVREF)
+	touch $@
+
+build: $(VENV)/.installed
+	$(BIN)/edgeexport build --target $(TARGET) --jobs $(JOBS)
+
+test: $(VENV)/.installed $(TVREF)/.installed
+	TORCHVISION_REFERENCE=$(TVREF) $(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) dist

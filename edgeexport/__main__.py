@@ -1,0 +1,3 @@
+from edgeexport.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Data shipped with the package (calibration measurements with their provenance)."""

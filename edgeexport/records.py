@@ -1,0 +1,97 @@
+"""The data that flows between pipeline stages, written down once.
+
+No torch import here: the light device install reads these too.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MIN_RESOLUTION = 32
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What is deployed: a family at a width multiplier α and an input resolution."""
+    family: str
+    alpha: float
+    resolution: int
+    num_classes: int = 1000
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}_{self.alpha:g}_{self.resolution}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LayerCost:
+    """One row of the static analysis; ``name`` is the module path every stage keys on."""
+    name: str
+    op: str
+    input_shape: list[int]
+    output_shape: list[int]
+    params: int
+    macs: int
+    weight_bytes_fp32: int
+    weight_bytes_int8: int
+    activation_bytes_fp32: int
+    activation_bytes_int8: int
+
+
+@dataclass
+class SeparableBlock:
+    """A depthwise + pointwise pair against the standard convolution it replaces."""
+    depthwise: str
+    pointwise: str
+    kernel: int
+    in_channels: int
+    out_channels: int
+    separable_macs: int
+    standard_macs: int
+
+    @property
+    def ratio(self) -> float:
+        return self.separable_macs / self.standard_macs
+
+    @property
+    def formula_ratio(self) -> float:
+        """1/N + 1/K² (Howard et al. 2017, eq. 5)."""
+        return 1 / self.out_channels + 1 / self.kernel ** 2
+
+
+@dataclass
+class Analysis:
+    variant: Variant
+    layers: list[LayerCost]
+    separable: list[SeparableBlock] = field(default_factory=list)
+
+    @property
+    def total_params(self) -> int:
+        return sum(layer.params for layer in self.layers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        sep_macs = sum(b.separable_macs for b in self.separable)
+        std_macs = sum(b.standard_macs for b in self.separable)
+        return {
+            "variant": self.variant.to_json(),
+            "variant_id": self.variant.id,
+            "total_params": self.total_params,
+            "total_macs": self.total_macs,
+            "total_weight_bytes_fp32": sum(x.weight_bytes_fp32 for x in self.layers),
+            "total_weight_bytes_int8": sum(x.weight_bytes_int8 for x in self.layers),
+            "layers": [asdict(x) for x in self.layers],
+            "separable": {
+                "blocks": [dict(asdict(b), ratio=b.ratio, formula_ratio=b.formula_ratio)
+                           for b in self.separable],
+                "separable_macs": sep_macs,
+                "standard_macs": std_macs,
+                "ratio": sep_macs / std_macs if std_macs else None,
+            },
+        }

@@ -1,0 +1,54 @@
+"""The named constructors, their default α/resolution grids and their preprocessing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from edgeexport.models.mobilenet_v1 import MobileNetV1
+from edgeexport.models.mobilenet_v2 import MobileNetV2
+from edgeexport.models.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
+
+MIN_RESOLUTION = 32  # five stride-2 stages leave 1×1 before the global pool
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    constructor: Callable[..., nn.Module]
+    alphas: tuple[float, ...]
+    resolutions: tuple[int, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    reference: str
+
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    # TF reference preprocessing for V1 maps [0, 1] to [-1, 1].
+    Family("mobilenet_v1", MobileNetV1, (1.0, 0.75, 0.5, 0.25), (224, 192, 160, 128),
+           (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "Howard et al. 2017, Table 1"),
+    Family("mobilenet_v2", MobileNetV2, (1.0, 0.75, 0.5, 0.35), (224, 192, 160, 128, 96),
+           IMAGENET_MEAN, IMAGENET_STD, "Sandler et al. 2018; torchvision mobilenet_v2"),
+    Family("mobilenet_v3_large", mobilenet_v3_large, (1.0, 0.75), (224,),
+           IMAGENET_MEAN, IMAGENET_STD, "Howard et al. 2019; torchvision mobilenet_v3_large"),
+    Family("mobilenet_v3_small", mobilenet_v3_small, (1.0, 0.75), (224,),
+           IMAGENET_MEAN, IMAGENET_STD, "Howard et al. 2019; torchvision mobilenet_v3_small"),
+)}
+
+
+def family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r} "
+                         f"(known: {', '.join(FAMILIES)})") from None
+
+
+def build(name: str, alpha: float = 1.0, num_classes: int = 1000) -> nn.Module:
+    """A freshly initialised network in eval mode."""
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    return family(name).constructor(width_mult=alpha, num_classes=num_classes).eval()

@@ -1,0 +1,1 @@
+"""Where we deploy: one TOML device profile per board (read by ``edgeexport.targets``)."""
