@@ -3,9 +3,11 @@ need them, so ``profile`` works on a device with only ``edgeexport[device]`` ins
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import click
+from pathlib import Path
 
 from edgeexport.console import print_json, print_table
 from edgeexport.errors import UserError, ValidationError
@@ -29,6 +31,15 @@ class OneLineErrors(click.Group):
         except (UserError, ValidationError) as e:
             click.echo(f"edgeexport: error: {e}", err=True)
             sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgeexport: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:
+            if os.environ.get("EDGEEXPORT_DEBUG"):
+                raise
+            click.echo(f"edgeexport: internal error: {e.__class__.__name__}: {e} "
+                       "(set EDGEEXPORT_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
 
 
 def _alpha(ctx, param, value):
@@ -109,3 +120,59 @@ def summary(family, alpha, resolution, num_classes, as_json):
                 f"separable convolutions: {sep['separable_macs'] / 1e6:.1f} M MACs vs "
                 f"{sep['standard_macs'] / 1e6:.1f} M as standard convolutions "
                 f"(ratio {sep['ratio']:.3f}; per block 1/N + 1/K²)"])
+
+
+def _target(ctx, param, value):
+    from edgeexport.targets import load_target
+    return None if value is None else load_target(value)
+
+
+target_option = click.option("--target", "-t", default="local", show_default=True,
+                             callback=_target, help="built-in target name or a .toml file")
+
+
+@main.command()
+@variant_options
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
+              help="state_dict: .pt/.pth (loaded with weights_only=True) or .safetensors")
+@click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
+              help="calibration images: JPEG/PNG, flat or in class subfolders")
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="labelled images to validate on (default: held out from --calib)")
+@click.option("--labels", type=click.Path(path_type=Path, dir_okay=False),
+              help="class names, one per line, for card.json and app developers")
+@click.option("--calib-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]),
+              default="MinMax", show_default=True)
+@click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="at most this many calibration images")
+@target_option
+@click.option("--formats", default="onnx,tflite", show_default=True,
+              help="comma-separated: onnx, tflite")
+@click.option("--tflite-io", type=click.Choice(["int8", "uint8"]), default=None,
+              help="integer type of the .tflite input/output (default: the target's)")
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
+@json_option
+def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
+           calib_method, calib_size, target, formats, tflite_io, out, as_json):
+    """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
+    from edgeexport.export import ExportOptions, run_export
+    from edgeexport.records import Variant
+    opts = ExportOptions(
+        variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,
+        calib=calib, eval=eval_dir, labels=labels, calib_method=calib_method,
+        calib_size=calib_size, tflite_io_type=tflite_io)
+    stage = (lambda s: None) if as_json else (lambda s: click.echo(f"· {s}", err=True))
+    result = run_export(opts, on_stage=stage)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        print_json(result.card)
+        return
+    card = result.card
+    rows = [[name, v["cosine_mean"], v["top1_agreement"], v["max_abs_diff"]]
+            for name, v in card["validation"].items()]
+    print_table(f"{card['variant_id']} → {out}",
+                ["validation", "cosine", "top-1 agreement", "max |Δ|"], rows,
+                footer=[f"{name}: {f['bytes']:,} bytes, sha256 {f['sha256'][:16]}…"
+                        for name, f in card["files"].items()])

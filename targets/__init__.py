@@ -1,1 +1,191 @@
-"""Where we deploy: one TOML device profile per board (read by ``edgeexport.targets``)."""
+"""Where we deploy: device profiles, one TOML file per board, and their validating loader.
+
+Every field is checked on load; a malformed file is rejected with the field named. The
+``local`` profile describes the machine running the command, detected at load time.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgeexport.errors import UserError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+QUANT_TYPES = ("int8", "uint8")
+COEFFICIENTS = ("dense_gmacs_per_s", "depthwise_gmacs_per_s", "gbytes_per_s",
+                "overhead_us_per_layer", "fixed_ms")
+
+
+@dataclass(frozen=True)
+class LatencyCoefficients:
+    """Per-layer time = MACs / throughput(op) + activation bytes / bandwidth + overhead."""
+    dense_gmacs_per_s: float
+    depthwise_gmacs_per_s: float
+    gbytes_per_s: float
+    overhead_us_per_layer: float
+    fixed_ms: float
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    runtime: str
+    source: str
+    known_error: str
+    fp32: LatencyCoefficients
+    int8: LatencyCoefficients
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    cpu: dict[str, Any]
+    memory_gib: float
+    idle_w: float
+    load_w: float
+    power_source: str
+    onnx_activation_type: str
+    onnx_weight_type: str
+    onnx_quant_source: str
+    litert_io_type: str
+    latency_model: LatencyModel | None
+    grid: dict[str, dict[str, list]] = field(default_factory=dict)
+    path: str = ""
+
+
+class _Fields:
+    """Typed access into the parsed TOML that names the dotted field on any problem."""
+
+    def __init__(self, data: dict, where: str, prefix: str = "") -> None:
+        self.data, self.where, self.prefix = data, where, prefix
+
+    def _fail(self, key: str, problem: str):
+        raise UserError(f"target file {self.where}: field '{self.prefix}{key}' {problem}")
+
+    def get(self, key: str, kind, *, required: bool = True, default=None):
+        if key not in self.data:
+            if required:
+                self._fail(key, "is missing")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds:
+            self._fail(key, f"must be {'/'.join(k.__name__ for k in kinds)}, "
+                            f"got {type(value).__name__}")
+        return value
+
+    def positive(self, key: str, *, allow_zero: bool = False) -> float:
+        value = self.get(key, float)
+        if value < 0 or (value == 0 and not allow_zero):
+            self._fail(key, f"must be {'≥' if allow_zero else '>'} 0, got {value}")
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...]) -> str:
+        value = self.get(key, str)
+        if value not in options:
+            self._fail(key, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def table(self, key: str, *, required: bool = True) -> "_Fields | None":
+        value = self.get(key, dict, required=required)
+        return None if value is None else _Fields(value, self.where, f"{self.prefix}{key}.")
+
+
+def parse_target(data: dict, where: str) -> Target:
+    root = _Fields(data, where)
+    cpu = root.table("cpu")
+    cpu_facts = {"model": cpu.get("model", str), "cores": int(cpu.positive("cores")),
+                 "freq_ghz": cpu.positive("freq_ghz"), "isa": cpu.get("isa", str),
+                 "dotprod": cpu.get("dotprod", bool)}
+    power = root.table("power")
+    quant = root.table("quantization")
+    ort = quant.table("onnxruntime")
+    litert = quant.table("litert")
+    model_table = root.table("latency_model", required=False)
+    latency = None
+    if model_table is not None:
+        coeffs = {}
+        for dtype in ("fp32", "int8"):
+            t = model_table.table(dtype)
+            coeffs[dtype] = LatencyCoefficients(
+                **{k: t.positive(k, allow_zero=k in ("overhead_us_per_layer", "fixed_ms"))
+                   for k in COEFFICIENTS})
+        latency = LatencyModel(model_table.get("runtime", str), model_table.get("source", str),
+                               model_table.get("known_error", str), **coeffs)
+    grid = {}
+    grid_table = root.table("grid", required=False)
+    if grid_table is not None:
+        for fam in grid_table.data:
+            g = grid_table.table(fam)
+            grid[fam] = {"alphas": [float(a) for a in g.get("alphas", list)],
+                         "resolutions": [int(r) for r in g.get("resolutions", list)]}
+    return Target(
+        name=root.get("name", str), description=root.get("description", str), cpu=cpu_facts,
+        memory_gib=root.table("memory").positive("gib"),
+        idle_w=power.positive("idle_w"), load_w=power.positive("load_w"),
+        power_source=power.get("source", str),
+        onnx_activation_type=ort.choice("activation_type", QUANT_TYPES),
+        onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
+        onnx_quant_source=ort.get("source", str),
+        litert_io_type=litert.choice("io_type", QUANT_TYPES),
+        latency_model=latency, grid=grid, path=where)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("edgeexport.targets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def load_target(name_or_path: str) -> Target:
+    """A built-in target by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(".toml"):
+        if not path.is_file():
+            raise UserError(f"target file {path} does not exist")
+        text, where = path.read_bytes(), str(path)
+    elif name_or_path in builtin_names():
+        res = resources.files("edgeexport.targets") / f"{name_or_path}.toml"
+        text, where = res.read_bytes(), f"{name_or_path}.toml"
+    else:
+        raise UserError(f"unknown target {name_or_path!r} (built-in: "
+                        f"{', '.join(builtin_names())}; or a path to a .toml file)")
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"target file {where}: not valid TOML ({e})") from None
+    if name_or_path == "local":
+        data = {**data, "cpu": {**data.get("cpu", {}), **detect_cpu()}}
+    return parse_target(data, where)
+
+
+def detect_cpu() -> dict[str, Any]:
+    """This machine's CPU model, core count and whether it has the Arm dot-product extension."""
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "cpu model", "hardware") and value.strip():
+                model = value.strip()
+            if key in ("flags", "features") and not flags:
+                flags = value
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count() or 1, "isa": platform.machine(),
+            "dotprod": "asimddp" in flags.split()}
+
+
+def cpu_description() -> str:
+    cpu = detect_cpu()
+    return f"{cpu['model']} ({cpu['cores']} cores, {cpu['isa']})"

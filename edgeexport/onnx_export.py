@@ -1,0 +1,89 @@
+"""Stage: PyTorch module → fp32 ONNX (torch.onnx dynamo exporter, BN folded, onnxsim).
+
+Node names become ``<module path>/<OpType>``, the static analysis' layer names, so the profile
+stage can map kernel times back to layers. A Conv that absorbed a BatchNorm takes the conv's
+name. Exporter metadata is dropped: its stack traces hold absolute paths and would make the
+same model export to different bytes from two checkouts.
+"""
+from __future__ import annotations
+
+import ast
+import logging
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import torch
+
+from edgeexport.fileio import write_bytes
+from edgeexport.records import Analysis
+
+OPSET = 18
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def export_onnx(model: torch.nn.Module, analysis: Analysis, path: Path) -> Path:
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    res = analysis.variant.resolution
+    sample = torch.zeros(1, 3, res, res)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model.eval(), (sample,), dynamo=True, optimize=True,
+                                    opset_version=OPSET, input_names=[INPUT_NAME],
+                                    output_names=[OUTPUT_NAME], verbose=False)
+    proto = onnx.load_from_string(_serialize(program))
+    rename_nodes(proto, analysis)
+    proto = simplify(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    write_bytes(path, proto.SerializeToString())
+    return path
+
+
+def _serialize(program) -> bytes:
+    return program.model_proto.SerializeToString()
+
+
+def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxsim
+    simplified, ok = onnxsim.simplify(proto)
+    if not ok:
+        raise RuntimeError("onnxsim could not validate the simplified model")
+    return simplified
+
+
+def rename_nodes(proto: onnx.ModelProto, analysis: Analysis) -> None:
+    """Name every node after the module it came from; strip exporter metadata."""
+    rows = analysis.layers
+    index = {r.name: i for i, r in enumerate(rows)}
+    counts: Counter[str] = Counter()
+    for node in proto.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        module = _innermost_layer(scopes[:-1], index) or "graph"
+        if node.op_type == "Conv" and module in index and rows[index[module]].op == "bn":
+            module = _folded_into(rows, index[module])
+        base = f"{module}/{node.op_type}"
+        node.name = base if counts[base] == 0 else f"{base}_{counts[base]}"
+        counts[base] += 1
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del proto.metadata_props[:]
+    proto.doc_string = ""
+    proto.producer_name = "edgeexport"
+
+
+def _innermost_layer(scopes: list[str], index: dict[str, int]) -> str | None:
+    for scope in reversed(scopes):
+        if scope in index:
+            return scope
+    deepest = [s for s in scopes if s]
+    return deepest[-1] if deepest else None
+
+
+def _folded_into(rows, bn_index: int) -> str:
+    for row in reversed(rows[:bn_index]):
+        if row.op in ("conv", "depthwise", "pointwise"):
+            return row.name
+    return rows[bn_index].name

@@ -1,0 +1,46 @@
+"""Stage: variant (+ weights) → a PyTorch model in eval mode, ready to export.
+
+Without weights the network is freshly initialised (seed 0) and its BatchNorm running
+statistics are re-estimated on the calibration images: with the initial statistics (mean 0,
+var 1) activations shrink layer after layer (MobileNet V1's logits come out near 1e-23), and
+neither quantization nor its validation would mean anything. The card records which it was.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgeexport.fileio import sha256
+from edgeexport.models import build
+from edgeexport.records import Variant
+from edgeexport.weights import load_weights
+
+INIT_SEED = 0
+BN_BATCH = 16
+
+
+def prepare_model(variant: Variant, weights: Path | None,
+                  calibration: np.ndarray) -> tuple[torch.nn.Module, dict]:
+    torch.manual_seed(INIT_SEED)
+    model = build(variant.family, variant.alpha, variant.num_classes)
+    if weights is not None:
+        load_weights(model, weights)
+        return model.eval(), {"source": weights.name, "sha256": sha256(weights)}
+    reestimate_batchnorm(model, calibration)
+    return model, {"source": f"random initialisation (seed {INIT_SEED})",
+                   "batchnorm": "running statistics re-estimated on the calibration images",
+                   "note": "untrained: latency and size are real, predictions are not"}
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: torch.nn.Module, images: np.ndarray) -> None:
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over all batches
+    model.train()
+    for start in range(0, len(images), BN_BATCH):
+        model(torch.from_numpy(images[start:start + BN_BATCH]))
+    model.eval()

@@ -1,0 +1,125 @@
+"""Stage: PyTorch module → fp32 .tflite (litert-torch, NHWC input) → int8 .tflite
+(ai-edge-quantizer static recipe: int8 weights per channel, int8 activations, int8 I/O).
+
+No TensorFlow. The int8 file is checked by reading its flatbuffer: integer I/O, no float
+tensor in any operator, per-channel conv weights, no TRANSPOSE at the input.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edgeexport.calibration import ImageSet, Preprocessing
+from edgeexport.errors import ValidationError
+from edgeexport.fileio import write_bytes
+from edgeexport.runtimes import litert_interpreter, run_litert
+from edgeexport.tflite_inspect import read_tflite
+from edgeexport.validate import compare, require_fp32_match
+
+
+@contextlib.contextmanager
+def quiet():
+    """The converters print progress to stdout/stderr; keep it out of our output."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def convert_fp32(model: torch.nn.Module, resolution: int, path: Path) -> Path:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the converter's C++ logging
+    with quiet():
+        import litert_torch
+    wrapped = litert_torch.to_channel_last_io(model.eval(), args=[0]).eval()
+    with quiet(), torch.no_grad():
+        edge = litert_torch.convert(wrapped, (torch.zeros(1, resolution, resolution, 3),))
+        write_bytes(path, bytes(edge.model_content()))
+    return path
+
+
+def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
+                  io_type: str) -> Path:
+    from ai_edge_quantizer import quantizer, recipe
+    interpreter = litert_interpreter(fp32_path)
+    signature, spec = next(iter(interpreter.get_signature_list().items()))
+    input_name = spec["inputs"][0]
+    samples = [{input_name: x.transpose(1, 2, 0)[None].astype(np.float32)}
+               for x in calibration_nchw]
+    with quiet():
+        q = quantizer.Quantizer(str(fp32_path), recipe.static_wi8_ai8())
+        result = q.quantize(q.calibrate({signature: samples}, num_threads=1),
+                            enable_progress_report=False)
+    data = bytes(result.quantized_model)
+    if io_type == "uint8":
+        from edgeexport.tflite_uint8 import uint8_interface
+        data = uint8_interface(data)
+    write_bytes(path, data)
+    return path
+
+
+def interface(path: Path, prep: Preprocessing) -> dict:
+    """How an app feeds the model and reads its output: everything but the pixels."""
+    interpreter = litert_interpreter(path)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    spec = {"input": {"shape": [int(d) for d in inp["shape"]], "layout": "NHWC",
+                      "dtype": np.dtype(inp["dtype"]).name},
+            "output": {"shape": [int(d) for d in out["shape"]],
+                       "dtype": np.dtype(out["dtype"]).name}}
+    if inp["dtype"] != np.float32:
+        scale, zero = inp["quantization"]
+        mean, std = np.asarray(prep.mean), np.asarray(prep.std)
+        spec["input"].update({
+            "scale": float(scale), "zero_point": int(zero),
+            "from_rgb_uint8": "q = clip(round(((rgb / 255 - mean) / std) / scale) + "
+                              "zero_point) per channel, after resize/centre-crop",
+            "per_channel_affine": {"multiply": (1 / (255 * std * scale)).tolist(),
+                                   "add": (zero - mean / (std * scale)).tolist(),
+                                   "note": "q = clip(round(rgb * multiply + add))"}})
+    else:
+        spec["input"]["from_rgb_uint8"] = "x = (rgb / 255 - mean) / std per channel"
+    if out["dtype"] != np.float32:
+        scale, zero = out["quantization"]
+        spec["output"].update({"scale": float(scale), "zero_point": int(zero),
+                               "dequantize": "logits = (q - zero_point) * scale"})
+    return spec
+
+
+def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
+                  held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
+                  check_int8: Callable) -> dict:
+    fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
+    validation = {"tflite_fp32_vs_pytorch": require_fp32_match(compare(
+        "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
+        held_out.labels)).to_json()}
+    int8 = quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type)
+    summary = read_tflite(int8)
+    problems = summary.full_integer_problems(io_type)
+    if problems:
+        raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
+    validation["tflite_int8_vs_pytorch"] = check_int8(compare(
+        "pytorch fp32", reference, "model.int8.tflite", run_litert(int8, held_out.inputs),
+        held_out.labels)).to_json()
+    return {
+        "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8},
+        "validation": validation,
+        "fp32": interface(fp32, prep),
+        "int8": {**interface(int8, prep), "operators": summary.op_histogram,
+                 "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights, "
+                                 "int8 activations"},
+        "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
+        "metadata": "no TFLite Metadata embedded (its writer needs tflite-support, which "
+                    "needs TensorFlow); normalisation and labels are in card.json",
+    }

@@ -1,0 +1,51 @@
+"""A tiny image classification task the tests make themselves (nothing is downloaded).
+
+Four classes: stripes at 0°, 45°, 90° and 135°, with random colours, frequency, phase and
+noise. A MobileNet learns it to high accuracy in seconds on a CPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CLASSES = ("deg000", "deg045", "deg090", "deg135")
+
+
+def stripe_image(rng: np.random.Generator, label: int, side: int) -> np.ndarray:
+    angle = np.deg2rad(45 * label + rng.uniform(-10, 10))
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    freq = rng.uniform(0.25, 0.6)
+    wave = np.sin(freq * (xx * np.cos(angle) + yy * np.sin(angle)) + rng.uniform(0, 6.28))
+    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    img = c1 + (c2 - c1) * (wave[..., None] * 0.5 + 0.5)
+    img += rng.normal(0, 12, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_dataset(root: Path, per_class: int, side: int, seed: int) -> Path:
+    """ImageNet-style class folders of PNG files."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(CLASSES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(stripe_image(rng, label, side)).save(root / name / f"{i:04d}.png")
+    return root
+
+
+def train(model: torch.nn.Module, inputs: np.ndarray, labels: np.ndarray, steps: int,
+          seed: int = 0, batch: int = 32, lr: float = 3e-3) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(labels).long()
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.choice(len(inputs), batch, replace=False))
+        loss = torch.nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
