@@ -12,6 +12,7 @@ from pathlib import Path
 from edgeexport.console import print_json, print_table
 from edgeexport.errors import UserError, ValidationError
 from edgeexport.records import MIN_RESOLUTION
+from edgeexport.validate import INT8_MIN_COSINE
 
 
 class OneLineErrors(click.Group):
@@ -150,10 +151,12 @@ target_option = click.option("--target", "-t", default="local", show_default=Tru
               help="comma-separated: onnx, tflite")
 @click.option("--tflite-io", type=click.Choice(["int8", "uint8"]), default=None,
               help="integer type of the .tflite input/output (default: the target's)")
+@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=INT8_MIN_COSINE,
+              show_default=True, help="int8 tolerance: least mean cosine vs the fp32 model")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
 @json_option
 def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
-           calib_method, calib_size, target, formats, tflite_io, out, as_json):
+           calib_method, calib_size, target, formats, tflite_io, min_cosine, out, as_json):
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
     from edgeexport.export import ExportOptions, run_export
     from edgeexport.records import Variant
@@ -161,8 +164,9 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,
         calib=calib, eval=eval_dir, labels=labels, calib_method=calib_method,
-        calib_size=calib_size, tflite_io_type=tflite_io)
-    stage = (lambda s: None) if as_json else (lambda s: click.echo(f"· {s}", err=True))
+        calib_size=calib_size, tflite_io_type=tflite_io, min_cosine=min_cosine)
+    stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
+        else (lambda s: None)
     result = run_export(opts, on_stage=stage)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -176,3 +180,57 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
                 ["validation", "cosine", "top-1 agreement", "max |Δ|"], rows,
                 footer=[f"{name}: {f['bytes']:,} bytes, sha256 {f['sha256'][:16]}…"
                         for name, f in card["files"].items()])
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["onnxruntime", "litert"]), default=None,
+              help="default: from the file type; onnxruntime for an export directory")
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
+              show_default=True, help="which model of an export directory")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--target", "-t", default="local", show_default=True, callback=_target,
+              help="board whose power turns latency into energy")
+@json_option
+def profile(path, runtime, precision, threads, runs, warmup, target, as_json):
+    """Measure a model here: end-to-end and per-layer latency, and energy."""
+    from edgeexport.profile import profile as run_profile
+    report = run_profile(path, target, runtime, precision, threads, runs, warmup)
+    if as_json:
+        print_json(report)
+        return
+    print_latency_report(report)
+
+
+def print_latency_report(report: dict) -> None:
+    e2e, energy = report["end_to_end"], report["energy"]
+    measured = report["source"] == "measured"
+    if measured:
+        title = (f"MEASURED on {report['where']['cpu']}: {e2e['runtime']} "
+                 f"{e2e['runtime_version']}, {e2e['threads']} thread(s), {e2e['runs']} runs "
+                 f"after {e2e['warmup']} warm-up")
+        headline = (f"end to end: p50 {e2e['p50_ms']:.3f} ms, p90 {e2e['p90_ms']:.3f} ms, "
+                    f"mean {e2e['mean_ms']:.3f} ± {e2e['std_ms']:.3f} ms")
+    else:
+        title = (f"ESTIMATED for {report['target']} by {report['model']['name']} "
+                 f"(models {report['runtime']}; known error {report['model']['known_error']})")
+        headline = f"end to end: {e2e['latency_ms']:.3f} ms (estimate)"
+    rows = [[r["name"], r["op"], r["latency_ms"], r.get("macs"), r.get("params"),
+             r.get("energy_uj")] for r in report["layers"]
+            if r["latency_ms"] > 0 or (r.get("macs") or 0) > 0]
+    footer = [headline]
+    if "layer_sum_ms" in report:
+        footer.append(f"per-layer sum {report['layer_sum_ms']:.3f} ms "
+                      f"(profiled runs took {report['profiled_run_ms']:.3f} ms)")
+    if energy["board_mj"] is not None:
+        footer.append(f"board energy {energy['board_mj']:.2f} mJ/inference "
+                      f"({energy['board_source']})")
+    if energy["compute_uj"] is not None:
+        footer.append(f"compute/memory proxy {energy['compute_uj']:.1f} µJ/inference "
+                      f"({energy['compute_source']})")
+    if report.get("layer_note"):
+        footer.append(report["layer_note"])
+    print_table(title, ["layer", "op", "latency ms", "MACs", "params", "energy µJ (proxy)"],
+                rows, footer)

@@ -17,6 +17,7 @@ from edgeexport.calibration import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDA
 from edgeexport.errors import UserError
 from edgeexport.fileio import file_entry, write_json
 from edgeexport.models import family
+from edgeexport.profile import ANALYSIS
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 from edgeexport.validate import (FP32_ATOL_REL, INT8_MIN_COSINE, compare, require_fp32_match,
@@ -151,13 +152,16 @@ def run_export(opts: ExportOptions,
             "model.fp32.onnx", fp32_out, "model.int8.onnx", run_onnx(int8, held_out.inputs),
             held_out.labels)).to_json()
         files.update({"model.fp32.onnx": fp32, "model.int8.onnx": int8})
+        # Per-layer static costs beside the models: `profile` joins them on the device.
+        write_json(staging / ANALYSIS, analysis.to_json())
+        files[ANALYSIS] = staging / ANALYSIS
         tflite_info = None
         if "tflite" in opts.formats and tflite_missing is None:
             from edgeexport.tflite_export import export_tflite
             on_stage("tflite")
             tflite_info = export_tflite(model, prep, calib, held_out, reference, staging,
                                         opts.tflite_io_type or opts.target.litert_io_type,
-                                        check_int8)
+                                        opts.calib_method, check_int8)
             files.update(tflite_info.pop("files"))
             validation.update(tflite_info.pop("validation"))
         on_stage("card")

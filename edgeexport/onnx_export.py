@@ -69,9 +69,27 @@ def rename_nodes(proto: onnx.ModelProto, analysis: Analysis) -> None:
         counts[base] += 1
         del node.metadata_props[:]
         node.doc_string = ""
+    _rename_values(proto)
     del proto.metadata_props[:]
     proto.doc_string = ""
     proto.producer_name = "edgeexport"
+
+
+def _rename_values(proto: onnx.ModelProto) -> None:
+    """Name each intermediate tensor after the node producing it, so nodes the quantizer adds
+    (``<tensor>_QuantizeLinear``) still start with their layer's name."""
+    keep = {v.name for v in proto.graph.output} | {v.name for v in proto.graph.input}
+    renamed = {}
+    for node in proto.graph.node:
+        for i, out in enumerate(node.output):
+            if out and out not in keep:
+                renamed[out] = f"{node.name}:{i}"
+                node.output[i] = renamed[out]
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+    for info in proto.graph.value_info:
+        info.name = renamed.get(info.name, info.name)
 
 
 def _innermost_layer(scopes: list[str], index: dict[str, int]) -> str | None:

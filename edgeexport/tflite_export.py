@@ -51,17 +51,26 @@ def convert_fp32(model: torch.nn.Module, resolution: int, path: Path) -> Path:
 
 
 def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
-                  io_type: str) -> Path:
-    from ai_edge_quantizer import quantizer, recipe
+                  io_type: str, method: str = "MinMax") -> Path:
+    """Static int8 with ai-edge-quantizer. Ranges: with MinMax, the true min/max over the
+    calibration set (as onnxruntime's MinMax); otherwise the library's default moving average
+    of per-image ranges, which clips rare outliers."""
+    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
     interpreter = litert_interpreter(fp32_path)
     signature, spec = next(iter(interpreter.get_signature_list().items()))
     input_name = spec["inputs"][0]
     samples = [{input_name: x.transpose(1, 2, 0)[None].astype(np.float32)}
                for x in calibration_nchw]
+    update = (qsv_utils.min_max_update if method == "MinMax"
+              else qsv_utils.moving_average_update)
     with quiet():
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(recipe.static_wi8_ai8())
+        cal = calibrator.Calibrator(str(fp32_path), num_threads=1, qsv_update_func=update)
+        cal.calibrate({signature: samples}, manager)
         q = quantizer.Quantizer(str(fp32_path), recipe.static_wi8_ai8())
-        result = q.quantize(q.calibrate({signature: samples}, num_threads=1),
-                            enable_progress_report=False)
+        result = q.quantize(cal.get_model_qsvs(), enable_progress_report=False)
     data = bytes(result.quantized_model)
     if io_type == "uint8":
         from edgeexport.tflite_uint8 import uint8_interface
@@ -99,12 +108,12 @@ def interface(path: Path, prep: Preprocessing) -> dict:
 
 def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
-                  check_int8: Callable) -> dict:
+                  method: str, check_int8: Callable) -> dict:
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
     validation = {"tflite_fp32_vs_pytorch": require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
         held_out.labels)).to_json()}
-    int8 = quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type)
+    int8 = quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type, method)
     summary = read_tflite(int8)
     problems = summary.full_integer_problems(io_type)
     if problems:
@@ -118,7 +127,9 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
         "fp32": interface(fp32, prep),
         "int8": {**interface(int8, prep), "operators": summary.op_histogram,
                  "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights, "
-                                 "int8 activations"},
+                                 "int8 asymmetric activations",
+                "calibration_ranges": "min/max over the set" if method == "MinMax"
+                else "moving average of per-image min/max"},
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
         "metadata": "no TFLite Metadata embedded (its writer needs tflite-support, which "
                     "needs TensorFlow); normalisation and labels are in card.json",

@@ -1,6 +1,8 @@
 """Load user weights without ever unpickling code: ``weights_only=True`` or safetensors."""
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,15 +20,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
         try:
             return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise UserError(f"{path}: not a valid safetensors file ({_first_line(e)})") from None
+        except (SafetensorError, OSError, ValueError):
+            raise UserError(f"{path}: corrupt or not a safetensors file") from None
     if path.suffix not in (".pt", ".pth", ".bin"):
         raise UserError(f"{path}: unsupported weights format (use .pt, .pth or .safetensors)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, …
-        raise UserError(f"{path}: not a plain tensor state_dict; refusing to load it "
-                        f"({_first_line(e)})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: not a plain tensor state_dict (corrupt, or holds objects "
+                        "other than tensors); refusing to unpickle it") from None
+    except Exception:  # truncated zip archives, foreign files: RuntimeError, EOFError, …
+        raise UserError(f"{path}: corrupt or truncated torch file; refusing to load it") \
+            from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -52,7 +59,3 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         raise UserError(f"{path} does not fit the model: {'; '.join(problems)}")
     model.load_state_dict(state, strict=True)
 
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else e.__class__.__name__

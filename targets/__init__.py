@@ -50,8 +50,8 @@ class Target:
     description: str
     cpu: dict[str, Any]
     memory_gib: float
-    idle_w: float
-    load_w: float
+    idle_w: float | None
+    load_w: float | None
     power_source: str
     onnx_activation_type: str
     onnx_weight_type: str
@@ -106,9 +106,9 @@ def parse_target(data: dict, where: str) -> Target:
     root = _Fields(data, where)
     cpu = root.table("cpu")
     cpu_facts = {"model": cpu.get("model", str), "cores": int(cpu.positive("cores")),
-                 "freq_ghz": cpu.positive("freq_ghz"), "isa": cpu.get("isa", str),
-                 "dotprod": cpu.get("dotprod", bool)}
-    power = root.table("power")
+                 "freq_ghz": cpu.positive("freq_ghz") if "freq_ghz" in cpu.data else None,
+                 "isa": cpu.get("isa", str), "dotprod": cpu.get("dotprod", bool)}
+    power = root.table("power", required=False)
     quant = root.table("quantization")
     ort = quant.table("onnxruntime")
     litert = quant.table("litert")
@@ -133,8 +133,9 @@ def parse_target(data: dict, where: str) -> Target:
     return Target(
         name=root.get("name", str), description=root.get("description", str), cpu=cpu_facts,
         memory_gib=root.table("memory").positive("gib"),
-        idle_w=power.positive("idle_w"), load_w=power.positive("load_w"),
-        power_source=power.get("source", str),
+        idle_w=power.positive("idle_w") if power else None,
+        load_w=power.positive("load_w") if power else None,
+        power_source=power.get("source", str) if power else "unknown: no [power] table",
         onnx_activation_type=ort.choice("activation_type", QUANT_TYPES),
         onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
         onnx_quant_source=ort.get("source", str),
@@ -165,7 +166,8 @@ def load_target(name_or_path: str) -> Target:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"target file {where}: not valid TOML ({e})") from None
     if name_or_path == "local":
-        data = {**data, "cpu": {**data.get("cpu", {}), **detect_cpu()}}
+        data = {**data, "cpu": {**data.get("cpu", {}), **detect_cpu()},
+                "memory": {"gib": _memory_gib() or data.get("memory", {}).get("gib")}}
     return parse_target(data, where)
 
 
@@ -182,8 +184,24 @@ def detect_cpu() -> dict[str, Any]:
                 flags = value
     except OSError:
         pass
-    return {"model": model, "cores": os.cpu_count() or 1, "isa": platform.machine(),
-            "dotprod": "asimddp" in flags.split()}
+    facts = {"model": model, "cores": os.cpu_count() or 1, "isa": platform.machine(),
+             "dotprod": "asimddp" in flags.split()}
+    try:
+        khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
+        facts["freq_ghz"] = int(khz) / 1e6
+    except (OSError, ValueError):
+        pass
+    return facts
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def cpu_description() -> str:

@@ -1,0 +1,199 @@
+"""Measure a model where it runs: end-to-end latency statistics, and per-layer kernel times
+from onnxruntime's profiler mapped back to the static analysis' layer names.
+
+Needs only the device install (numpy, onnxruntime, ai-edge-litert): no torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from edgeexport.energy import energy_summary, layer_energy_uj
+from edgeexport.errors import UserError
+from edgeexport.fileio import safe_relative
+from edgeexport.targets import Target, cpu_description
+
+ANALYSIS = "analysis.json"
+KERNEL_SUFFIX = "_kernel_time"
+
+
+def resolve_model(path: Path, runtime: str | None, precision: str) -> tuple[Path, str, dict | None]:
+    """An export directory or a model file → (model file, runtime, static analysis or None)."""
+    if path.is_dir():
+        runtime = runtime or "onnxruntime"
+        suffix = "onnx" if runtime == "onnxruntime" else "tflite"
+        model = safe_relative(path, f"model.{precision}.{suffix}")
+        if not model.is_file():
+            raise UserError(f"{path}: no model.{precision}.{suffix} (is it an export directory?)")
+        analysis_path = path / ANALYSIS
+        analysis = None
+        if analysis_path.is_file():
+            try:
+                analysis = json.loads(analysis_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise UserError(f"{analysis_path}: not valid JSON") from None
+        return model, runtime, analysis
+    if not path.is_file():
+        raise UserError(f"{path}: no such file or directory")
+    inferred = {".onnx": "onnxruntime", ".tflite": "litert"}.get(path.suffix)
+    if inferred is None:
+        raise UserError(f"{path}: not an .onnx or .tflite file")
+    if runtime and runtime != inferred:
+        raise UserError(f"{path}: a {path.suffix} file cannot run in {runtime}")
+    return path, inferred, None
+
+
+def _stats(times_ms: list[float]) -> dict:
+    arr = np.asarray(times_ms)
+    return {"p50_ms": float(np.percentile(arr, 50)), "p90_ms": float(np.percentile(arr, 90)),
+            "mean_ms": float(arr.mean()), "std_ms": float(arr.std(ddof=1)) if len(arr) > 1
+            else 0.0}
+
+
+def _random_input(shape, dtype) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    shape = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max + 1, shape).astype(dtype)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def time_onnx(model: Path, threads: int, runs: int, warmup: int) -> list[float]:
+    from edgeexport.runtimes import onnx_session
+    session = onnx_session(model, threads)
+    inp = session.get_inputs()[0]
+    feed = {inp.name: _random_input(inp.shape, np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def time_litert(model: Path, threads: int, runs: int, warmup: int) -> list[float]:
+    from edgeexport.runtimes import litert_interpreter
+    interpreter = litert_interpreter(model, threads)
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], _random_input(detail["shape"], detail["dtype"]))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def onnx_kernel_times(model: Path, threads: int, runs: int, warmup: int) -> tuple[dict, float]:
+    """Per-node mean kernel time (ms) over the measured runs, from onnxruntime's profiler, and
+    the median of the profiled runs' own durations (profiling adds a few µs per node)."""
+    from edgeexport.runtimes import onnx_session
+    with tempfile.TemporaryDirectory() as tmp:
+        session = onnx_session(model, threads, profile_prefix=os.path.join(tmp, "ort"))
+        inp = session.get_inputs()[0]
+        feed = {inp.name: _random_input(inp.shape, np.float32)}
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    run_events = sorted((e for e in events if e.get("name") == "model_run"),
+                        key=lambda e: e["ts"])[warmup:]
+    kernels = [e for e in events if e.get("cat") == "Node"
+               and e.get("name", "").endswith(KERNEL_SUFFIX)]
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for run in run_events:
+        lo, hi = run["ts"], run["ts"] + run["dur"]
+        for e in kernels:
+            if lo <= e["ts"] <= hi:
+                node = e["name"][: -len(KERNEL_SUFFIX)]
+                totals[(node, e.get("args", {}).get("op_name", "?"))] += e["dur"]
+    per_node = {key: us / len(run_events) / 1e3 for key, us in totals.items()}
+    return per_node, statistics.median(r["dur"] for r in run_events) / 1e3
+
+
+def layer_of(node: str, known: set[str]) -> str | None:
+    prefix = node.split("/", 1)[0]
+    return prefix if prefix in known else None
+
+
+def attribute(per_node: dict, analysis: dict | None) -> list[dict]:
+    """Kernel times → layers. Nodes that belong to no layer (the input's QuantizeLinear, layout
+    transposes onnxruntime inserts) become rows of their own, named "(graph) <op>"."""
+    static = analysis["layers"] if analysis else []
+    known = {layer["name"] for layer in static}
+    times: dict[str, float] = defaultdict(float)
+    kernels: dict[str, list[str]] = defaultdict(list)
+    for (node, op), ms in per_node.items():
+        name = layer_of(node, known) or (node.split("/", 1)[0] if not known else f"(graph) {op}")
+        times[name] += ms
+        kernels[name].append(op)
+    rows = []
+    for layer in static:
+        rows.append({"name": layer["name"], "op": layer["op"],
+                     "latency_ms": times.pop(layer["name"], 0.0),
+                     "kernels": sorted(kernels.pop(layer["name"], [])),
+                     "macs": layer["macs"], "params": layer["params"]})
+    for name, ms in sorted(times.items()):
+        rows.append({"name": name, "op": "graph" if known else "node", "latency_ms": ms,
+                     "kernels": sorted(kernels[name]), "macs": None, "params": None})
+    return rows
+
+
+def profile(path: Path, target: Target, runtime: str | None = None, precision: str = "int8",
+            threads: int = 1, runs: int = 50, warmup: int = 10) -> dict:
+    model, runtime, analysis = resolve_model(path, runtime, precision)
+    if runtime == "onnxruntime":
+        import onnxruntime
+        version = onnxruntime.__version__
+        times = time_onnx(model, threads, runs, warmup)
+    else:
+        from importlib.metadata import version as pkg_version
+        version = f"ai-edge-litert {pkg_version('ai-edge-litert')} (XNNPACK)"
+        times = time_litert(model, threads, runs, warmup)
+    end_to_end = {**_stats(times), "runs": runs, "warmup": warmup, "threads": threads,
+                  "runtime": runtime, "runtime_version": version}
+    report = {
+        "source": "measured",
+        "where": {"cpu": cpu_description(), "machine": platform.node(),
+                  "target_profile": target.name},
+        "model": str(model), "precision": precision, "end_to_end": end_to_end,
+        "variant": analysis.get("variant") if analysis else None,
+    }
+    layers: list[dict] = []
+    if runtime == "onnxruntime":
+        per_node, profiled_run_ms = onnx_kernel_times(model, threads, runs, warmup)
+        layers = attribute(per_node, analysis)
+        report["layer_sum_ms"] = sum(r["latency_ms"] for r in layers)
+        report["profiled_run_ms"] = profiled_run_ms
+        report["layer_note"] = ("per-layer: onnxruntime profiler kernel times, mean over the "
+                                "measured runs; profiling adds a few µs per node, so their sum "
+                                "can exceed the unprofiled end-to-end time on small models")
+    else:
+        report["layer_note"] = ("per-layer times are not available from LiteRT's Python API; "
+                                "use --runtime onnxruntime for a per-layer profile")
+    compute = None
+    if analysis:
+        static = {x["name"]: x for x in analysis["layers"]}
+        for row in layers:
+            row["energy_uj"] = (layer_energy_uj(static[row["name"]], precision)
+                                if row["name"] in static else None)
+        compute = sum(layer_energy_uj(x, precision) for x in analysis["layers"])
+    report["layers"] = layers
+    energy = energy_summary(end_to_end["mean_ms"], compute, target)
+    if energy["board_mj"] is not None:
+        energy["board_source"] = (f"mean latency measured on {cpu_description()} × "
+                                  f"{energy['board_source']}; meaningful when run on that board")
+    report["energy"] = energy
+    return report

@@ -1,0 +1,345 @@
+"""Export to ONNX and TFLite: validated against PyTorch by the tests themselves, with a tiny
+network trained here for seconds on synthetic images (nothing is downloaded)."""
+import json
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgeexport.analysis import analyze
+from edgeexport.calibration import Preprocessing, load_images
+from edgeexport.fileio import sha256
+from edgeexport.models import build, family as get_family
+from edgeexport.records import Variant
+from tests.conftest import assert_one_line_error, run_cli
+from tests.synthetic_data import CLASSES, train, write_dataset
+
+FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
+# Post-training int8 of MobileNetV3 collapses on networks trained here (the squeeze-excitation
+# multiply: cosine 0.92 with convs only, < 0.5 once SE is quantized, in onnxruntime and
+# ai-edge-quantizer alike); the export must detect it and refuse. See README "Limitations".
+PTQ_OK = ["mobilenet_v1", "mobilenet_v2"]
+PTQ_FRAGILE = ["mobilenet_v3_large", "mobilenet_v3_small"]
+ALPHA, RES = 0.5, 64
+TRAIN_STEPS = 250
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    # 200 evaluation images: one flipped prediction moves top-1 by 0.5 points.
+    return {"train": write_dataset(root / "train", 48, 80, seed=0),
+            "eval": write_dataset(root / "eval", 50, 80, seed=1)}
+
+
+def _inputs(family, directory):
+    f = get_family(family)
+    return load_images(directory, Preprocessing.for_variant(RES, f.mean, f.std))
+
+
+@pytest.fixture(scope="session")
+def trained(dataset, tmp_path_factory):
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            data = _inputs(family, dataset["train"])
+            torch.manual_seed(0)
+            model = train(build(family, ALPHA, len(CLASSES)), data.inputs, data.labels,
+                          TRAIN_STEPS)
+            path = tmp_path_factory.mktemp(family) / "weights.pt"
+            torch.save(model.state_dict(), path)
+            cache[family] = (model, path)
+        return cache[family]
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported(dataset, trained, tmp_path_factory):
+    """Trained V1/V2 exports; V3 exported untrained (random init, BN re-estimated)."""
+    cache = {}
+
+    def get(family):
+        if family in PTQ_FRAGILE:
+            if family not in cache:
+                out = tmp_path_factory.mktemp(f"{family}-untrained")
+                card = json.loads(run_cli("export", family, "--alpha", ALPHA, "--resolution",
+                                          RES, "--target", "rpi4", "--out", out,
+                                          "--json").stdout)
+                cache[family] = (None, out, card)
+            return cache[family]
+        if family not in cache:
+            model, weights = trained(family)
+            out = tmp_path_factory.mktemp(f"{family}-export")
+            card = json.loads(run_cli(
+                "export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
+                "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
+                "--target", "rpi4", "--out", out, "--json").stdout)
+            cache[family] = (model, out, card)
+        return cache[family]
+    return get
+
+
+def _ort(path, inputs):
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([s.run(None, {s.get_inputs()[0].name: x[None]})[0] for x in inputs])
+
+
+def _litert(path, inputs_nchw):
+    """Feed the .tflite as an app would: NHWC, quantized with the model's own parameters."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    for x in inputs_nchw:
+        x = x.transpose(1, 2, 0)[None]
+        if i["dtype"] != np.float32:
+            s, z = i["quantization"]
+            x = np.clip(np.round(x / s) + z, np.iinfo(i["dtype"]).min,
+                        np.iinfo(i["dtype"]).max).astype(i["dtype"])
+        it.set_tensor(i["index"], x)
+        it.invoke()
+        y = it.get_tensor(o["index"])
+        if o["dtype"] != np.float32:
+            s, z = o["quantization"]
+            y = (y.astype(np.float32) - z) * s
+        outs.append(y)
+    return np.concatenate(outs)
+
+
+def _cosine(a, b):
+    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+@pytest.mark.parametrize("family", PTQ_OK)
+def test_export_validates_against_pytorch(family, exported, dataset):
+    model, out, card = exported(family)
+    evalset = _inputs(family, dataset["eval"])
+    with torch.no_grad():
+        reference = model(torch.from_numpy(evalset.inputs)).numpy()
+    # fp32 files compute what PyTorch computes.
+    for runner, name in ((_ort, "model.fp32.onnx"), (_litert, "model.fp32.tflite")):
+        got = runner(out / name, evalset.inputs)
+        assert np.abs(got - reference).max() <= 1e-4 * max(1, np.abs(reference).max()), name
+    # int8 files stay close: cosine ≥ 0.99 against fp32.
+    fp32_onnx = _ort(out / "model.fp32.onnx", evalset.inputs)
+    assert _cosine(_ort(out / "model.int8.onnx", evalset.inputs), fp32_onnx) >= 0.99
+    assert _cosine(_litert(out / "model.int8.tflite", evalset.inputs), reference) >= 0.99
+    # The card lists every file with its real hash and size.
+    assert set(card["files"]) == {"analysis.json", "model.fp32.onnx", "model.int8.onnx",
+                                  "model.fp32.tflite",
+                                  "model.int8.tflite"}
+    for name, entry in card["files"].items():
+        assert entry == {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
+    assert card["variant"] == {"family": family, "alpha": ALPHA, "resolution": RES,
+                               "num_classes": 4}
+    assert card["calibration"]["synthetic"] is False
+    assert card["tolerances"]["int8_enforced"] is True
+    # The network learned the task, so the int8 checks above compare meaningful outputs.
+    assert card["validation"]["onnx_fp32_vs_pytorch"]["top1_reference"] >= 0.7
+
+
+@pytest.mark.parametrize("family", PTQ_FRAGILE)
+def test_untrained_v3_exports_and_fp32_validates(family, exported):
+    _, out, card = exported(family)
+    for name in ("onnx_fp32_vs_pytorch", "tflite_fp32_vs_pytorch"):
+        v = card["validation"][name]
+        assert v["max_abs_diff"] <= 1e-4 * max(1, v["max_abs_reference"])
+    assert card["tolerances"]["int8_enforced"] is False
+    assert any("random network" in w for w in card["warnings"])
+    assert card["calibration"]["synthetic"] is True
+
+
+@pytest.mark.parametrize("family", PTQ_FRAGILE)
+def test_trained_v3_int8_drift_is_detected_not_shipped(family, dataset, trained, tmp_path):
+    _, weights = trained(family)
+    proc = run_cli("export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
+                   "--weights", weights, "--calib", dataset["train"], "--eval",
+                   dataset["eval"], "--out", tmp_path, check=False)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "drifts", "cosine")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_int8_tflite_is_fully_integer(family, exported):
+    """Read with LiteRT's own op/tensor listing, independent of edgeexport's reader."""
+    from ai_edge_litert.interpreter import Interpreter
+    _, out, _ = exported(family)
+    it = Interpreter(model_path=str(out / "model.int8.tflite"))
+    it.allocate_tensors()
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    input_index = it.get_input_details()[0]["index"]
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+    assert list(it.get_input_details()[0]["shape"]) == [1, RES, RES, 3]  # NHWC
+    for op in ops:
+        assert op["op_name"] not in ("DEQUANTIZE", "TRANSPOSE") or input_index not in op["inputs"]
+        assert op["op_name"] != "DEQUANTIZE"
+        for t in list(op["inputs"]) + list(op["outputs"]):
+            if t >= 0:
+                assert tensors[t]["dtype"] in (np.int8, np.int32), (op["op_name"], tensors[t])
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            scales = tensors[op["inputs"][1]]["quantization_parameters"]["scales"]
+            assert len(scales) > 1, "conv weights must be per-channel"
+    assert not any(op["op_name"] == "TRANSPOSE" and input_index in op["inputs"] for op in ops)
+
+
+def test_tiny_trained_model_keeps_top1_after_int8(exported, dataset):
+    model, out, card = exported("mobilenet_v2")
+    evalset = _inputs("mobilenet_v2", dataset["eval"])
+    assert len(evalset.inputs) == 200
+    with torch.no_grad():
+        fp32 = (model(torch.from_numpy(evalset.inputs)).numpy().argmax(1) == evalset.labels).mean()
+    assert fp32 >= 0.8, "the tiny model must have learned the task for this test to mean anything"
+    for runner, name in ((_ort, "model.int8.onnx"), (_litert, "model.int8.tflite")):
+        acc = (runner(out / name, evalset.inputs).argmax(1) == evalset.labels).mean()
+        assert abs(acc - fp32) <= 0.01, (name, fp32, acc)
+    # The card's own accuracy figures agree with the test's.
+    assert card["validation"]["onnx_int8_vs_onnx_fp32"]["top1_reference"] == pytest.approx(fp32)
+
+
+def test_onnx_nodes_are_named_by_layer(exported):
+    _, out, _ = exported("mobilenet_v3_small")
+    layers = {r.name for r in analyze(Variant("mobilenet_v3_small", ALPHA, RES, 4)).layers}
+    nodes = onnx.load(str(out / "model.fp32.onnx")).graph.node
+    convs = [n.name.split("/")[0] for n in nodes if n.op_type in ("Conv", "Gemm")]
+    assert convs and all(c in layers for c in convs)
+    assert not any(n.op_type == "BatchNormalization" for n in nodes)  # folded
+
+
+def test_quantized_node_counts_reported(exported):
+    _, out, card = exported("mobilenet_v2")
+    counts = card["onnx_int8"]["quantized_ops_here"]
+    assert counts["Conv"]["quantized"] == sum(
+        r.op in ("conv", "depthwise", "pointwise") for r in
+        analyze(Variant("mobilenet_v2", ALPHA, RES, 4)).layers)
+    assert counts["Add"]["quantized"] == 10 and counts["Add"]["float"] == 0
+
+
+def test_export_is_deterministic(exported, dataset, trained, tmp_path):
+    _, first, _ = exported("mobilenet_v1")
+    _, weights = trained("mobilenet_v1")
+    run_cli("export", "mobilenet_v1", "--alpha", ALPHA, "--resolution", RES, "--num-classes",
+            4, "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
+            "--target", "rpi4", "--out", tmp_path)
+    for name in ("model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite",
+                 "model.int8.tflite", "card.json"):
+        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+
+
+def test_uint8_tflite_interface(dataset, trained, tmp_path):
+    model, weights = trained("mobilenet_v2")
+    card = json.loads(run_cli(
+        "export", "mobilenet_v2", "--alpha", ALPHA, "--resolution", RES,
+        "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
+        "--eval", dataset["eval"], "--tflite-io", "uint8", "--out", tmp_path, "--json").stdout)
+    spec = card["tflite"]["int8"]
+    assert spec["input"]["dtype"] == "uint8" and spec["output"]["dtype"] == "uint8"
+    evalset = _inputs("mobilenet_v2", dataset["eval"])
+    with torch.no_grad():
+        reference = model(torch.from_numpy(evalset.inputs)).numpy()
+    assert _cosine(_litert(tmp_path / "model.int8.tflite", evalset.inputs), reference) >= 0.99
+
+
+def test_card_input_recipe_reproduces_the_quantized_input(exported, dataset):
+    """An app follows card.json alone: RGB bytes → per-channel affine → the tensor we feed."""
+    _, out, card = exported("mobilenet_v2")
+    spec = card["tflite"]["int8"]["input"]
+    f = get_family("mobilenet_v2")
+    rgb = np.random.default_rng(0).integers(0, 256, (RES, RES, 3)).astype(np.float64)
+    affine = spec["per_channel_affine"]
+    app = np.clip(np.round(rgb * affine["multiply"] + affine["add"]), -128, 127)
+    ours = np.clip(np.round(((rgb / 255 - f.mean) / f.std) / spec["scale"]) + spec["zero_point"],
+                   -128, 127)
+    assert np.abs(app - ours).max() <= 1
+
+
+# ---- bad input: one line, non-zero exit, nothing half-written, earlier files intact ----
+
+@pytest.fixture
+def out_dir(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "card.json").write_text("previous card")
+    return out
+
+
+def _fails_cleanly(out, *args, needle):
+    proc = run_cli("export", "mobilenet_v2", "--alpha", 0.35, "--resolution", 64,
+                   "--num-classes", 4, "--formats", "onnx", "--out", out, *args, check=False)
+    assert_one_line_error(proc, needle)
+    assert sorted(p.name for p in out.iterdir()) == ["card.json"]
+    assert (out / "card.json").read_text() == "previous card"
+
+
+def test_corrupt_weights(out_dir, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage" * 100)
+    _fails_cleanly(out_dir, "--weights", bad, needle="bad.pt")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (__import__("os").system, ("touch EXPLOITED",))
+
+
+def test_pickle_carrying_code_is_refused(out_dir, tmp_path):
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"features.0.0.weight": _Exploit()}, f)
+    _fails_cleanly(out_dir, "--weights", evil, needle="refusing to unpickle")
+    assert not (Path.cwd() / "EXPLOITED").exists() and not (tmp_path / "EXPLOITED").exists()
+
+
+def test_wrong_shapes_are_named(out_dir, tmp_path):
+    weights = tmp_path / "wide.pt"
+    torch.save(build("mobilenet_v2", 0.5, 4).state_dict(), weights)
+    _fails_cleanly(out_dir, "--weights", weights, needle="wrong shapes: features.2.conv.2.weight")
+
+
+def test_missing_and_unexpected_keys_are_named(out_dir, tmp_path):
+    state = build("mobilenet_v2", 0.35, 4).state_dict()
+    state["extra.weight"] = state.pop("classifier.1.bias")
+    weights = tmp_path / "keys.safetensors"
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    _fails_cleanly(out_dir, "--weights", weights, needle="classifier.1.bias")
+
+
+def test_empty_calib_dir(out_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _fails_cleanly(out_dir, "--calib", tmp_path / "empty", needle="no JPEG/PNG")
+
+
+def test_non_image_calib_dir(out_dir, tmp_path):
+    d = tmp_path / "texts"
+    d.mkdir()
+    (d / "notes.txt").write_text("not an image")
+    _fails_cleanly(out_dir, "--calib", d, needle="no JPEG/PNG")
+
+
+def test_corrupt_image_is_named(out_dir, tmp_path):
+    d = tmp_path / "broken"
+    d.mkdir()
+    (d / "cat.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    _fails_cleanly(out_dir, "--calib", d, needle="cat.jpg")
+
+
+def test_missing_tflite_toolchain_still_writes_onnx(tmp_path):
+    blocker = ("import sys; sys.modules['litert_torch'] = None; "
+               "from edgeexport.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", blocker, "export", "mobilenet_v1", "-a", "0.25",
+                           "-r", "64", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert_one_line_error(proc, "edgeexport[full]")
+    assert (tmp_path / "model.int8.onnx").exists() and (tmp_path / "card.json").exists()
+    assert not (tmp_path / "model.int8.tflite").exists()
