@@ -234,3 +234,69 @@ def print_latency_report(report: dict) -> None:
         footer.append(report["layer_note"])
     print_table(title, ["layer", "op", "latency ms", "MACs", "params", "energy µJ (proxy)"],
                 rows, footer)
+
+
+@main.command()
+@variant_options
+@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target,
+              help="built-in target name or a .toml file")
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
+              show_default=True)
+@json_option
+def estimate(family, alpha, resolution, num_classes, target, precision, as_json):
+    """Estimate per-layer latency and energy on a target that is not attached."""
+    from edgeexport.analysis import analyze
+    from edgeexport.estimate import estimate as run_estimate
+    from edgeexport.records import Variant
+    analysis = analyze(Variant(family, alpha, resolution, num_classes)).to_json()
+    report = run_estimate(analysis, target, precision)
+    if as_json:
+        print_json(report)
+        return
+    print_latency_report(report)
+
+
+@main.command()
+@click.option("--target", "-t", required=True, callback=_target,
+              help="the target whose latency model to fit")
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="CSV: model_family, width_multiplier, resolution, quantized, mean_latency_ms")
+@click.option("--runtime", default=None, help="what the measurements ran on (for the record)")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="write the target file with the new [latency_model] here")
+@json_option
+def calibrate(target, data, runtime, out, as_json):
+    """Fit a target's latency model to measurements; print leave-one-out errors per row."""
+    from edgeexport.analysis import analyze
+    from edgeexport.fileio import write_bytes
+    from edgeexport.latency_model import fit, network_features, read_measurements, toml_block
+    from edgeexport.records import Variant
+    measurements = read_measurements(data)
+    features = []
+    for m in measurements:
+        layers = analyze(Variant(m.family, m.alpha, m.resolution)).to_json()["layers"]
+        features.append(network_features(layers, m.precision))
+    fits = fit(measurements, features)
+    runtime = runtime or (target.latency_model.runtime if target.latency_model else "unknown")
+    block = toml_block(fits, runtime, f"edgeexport calibrate on {data.name} "
+                                      f"({len(measurements)} measurements)")
+    if out is not None:
+        base = Path(target.path).read_text() if Path(target.path).is_file() else None
+        if base is None:
+            from importlib import resources
+            base = (resources.files("edgeexport.targets") / target.path).read_text()
+        head = base.split("[latency_model]")[0].rstrip() + "\n\n"
+        write_bytes(out, (head + block).encode())
+    if as_json:
+        print_json({"target": target.name, "fits": [f.to_json() for f in fits],
+                    "toml": block})
+        return
+    for f in fits:
+        print_table(f"{target.name} {f.precision}: leave-one-out (each row predicted by a fit "
+                    "without it)",
+                    ["variant", "measured ms", "fitted ms", "LOO predicted ms", "LOO error"],
+                    [[r["variant"], r["measured_ms"], r["fitted_ms"], r["loo_predicted_ms"],
+                      f"{100 * r['loo_error']:+.1f}%"] for r in f.rows],
+                    footer=[f"median |LOO error| {100 * f.loo_median_abs_error:.1f}%, "
+                            f"max {100 * f.loo_max_abs_error:.1f}%"])
+    click.echo(block)

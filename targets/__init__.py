@@ -21,17 +21,19 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 QUANT_TYPES = ("int8", "uint8")
-COEFFICIENTS = ("dense_gmacs_per_s", "depthwise_gmacs_per_s", "gbytes_per_s",
-                "overhead_us_per_layer", "fixed_ms")
+COEFFICIENTS = ("ms_per_gmac_dense", "ms_per_gmac_depthwise", "ms_per_mb", "us_per_kernel",
+                "fixed_ms")
 
 
 @dataclass(frozen=True)
 class LatencyCoefficients:
-    """Per-layer time = MACs / throughput(op) + activation bytes / bandwidth + overhead."""
-    dense_gmacs_per_s: float
-    depthwise_gmacs_per_s: float
-    gbytes_per_s: float
-    overhead_us_per_layer: float
+    """Layer time = dense GMACs × ms_per_gmac_dense + depthwise GMACs × ms_per_gmac_depthwise
+    + MB moved (weights + activations) × ms_per_mb + us_per_kernel per kernel launched;
+    plus fixed_ms once per inference. All ≥ 0 (a non-negative least-squares fit)."""
+    ms_per_gmac_dense: float
+    ms_per_gmac_depthwise: float
+    ms_per_mb: float
+    us_per_kernel: float
     fixed_ms: float
 
 
@@ -119,8 +121,7 @@ def parse_target(data: dict, where: str) -> Target:
         for dtype in ("fp32", "int8"):
             t = model_table.table(dtype)
             coeffs[dtype] = LatencyCoefficients(
-                **{k: t.positive(k, allow_zero=k in ("overhead_us_per_layer", "fixed_ms"))
-                   for k in COEFFICIENTS})
+                **{k: t.positive(k, allow_zero=True) for k in COEFFICIENTS})
         latency = LatencyModel(model_table.get("runtime", str), model_table.get("source", str),
                                model_table.get("known_error", str), **coeffs)
     grid = {}
