@@ -300,3 +300,120 @@ def calibrate(target, data, runtime, out, as_json):
                     footer=[f"median |LOO error| {100 * f.loo_median_abs_error:.1f}%, "
                             f"max {100 * f.loo_max_abs_error:.1f}%"])
     click.echo(block)
+
+
+def _floats(ctx, param, value):
+    if not value:
+        return None
+    try:
+        values = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise click.BadParameter(f"every α must be > 0, got {value!r}")
+    return values
+
+
+def _ints(ctx, param, value):
+    if not value:
+        return None
+    try:
+        values = [int(v) for v in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if min(values) < MIN_RESOLUTION:
+        raise click.BadParameter(f"every resolution must be ≥ {MIN_RESOLUTION} px")
+    return values
+
+
+def _families(ctx, param, value):
+    if not value:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    for name in names:
+        _family(ctx, param, name)
+    return names
+
+
+@main.command()
+@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target)
+@click.option("--models", callback=_families, help="comma-separated families (default: all)")
+@click.option("--alpha", callback=_floats, help="comma-separated α (default: each family's)")
+@click.option("--resolution", callback=_ints, help="comma-separated resolutions")
+@click.option("--weights", type=click.Path(path_type=Path, file_okay=False),
+              help="directory of <family>_<alpha>.safetensors|.pt (others: random init)")
+@click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
+              help="calibration images (default: synthetic, flagged in every card)")
+@click.option("--formats", default="onnx,tflite", show_default=True)
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default="dist",
+              show_default=True)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="variants exported in parallel (measurements always run one at a time)")
+@json_option
+def build(target, models, alpha, resolution, weights, calib, formats, out, jobs, as_json):
+    """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
+    from edgeexport.build import BuildPlan, default_grid, run_build
+    if weights is not None and not weights.is_dir():
+        raise UserError(f"--weights {weights}: not a directory")
+    if calib is not None:
+        from edgeexport.calibration import list_images
+        list_images(calib)
+    plan = BuildPlan(target=target, variants=default_grid(target, models, alpha, resolution),
+                     out=out, weights_dir=weights, calib=calib, jobs=jobs,
+                     formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
+    with build_progress(plan, enabled=not as_json) as on_event:
+        outcome = run_build(plan, on_event)
+    root = out / target.name
+    summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
+               "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
+               "seconds": round(outcome.seconds, 2),
+               "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
+                   f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
+        for vid, why in outcome.failed.items():
+            click.echo(f"FAILED {vid}: {why}", err=True)
+    if outcome.failed:
+        sys.exit(1)
+
+
+class build_progress:
+    """Per-variant stage lines with a progress bar and ETA on a terminal; plain lines else."""
+
+    def __init__(self, plan, enabled: bool) -> None:
+        self.plan, self.enabled = plan, enabled
+        self.total = len(plan.variants)
+        self.progress = None
+
+    def __enter__(self):
+        if self.enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TextColumn("{task.completed}/{task.total}"),
+                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=Console(stderr=True))
+            self.progress.start()
+            self.task = self.progress.add_task("build", total=self.total)
+        return self.on_event
+
+    def on_event(self, variant_id: str, stage: str, detail: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{variant_id}: {stage}" + (f" ({detail})" if detail else "")
+        if self.progress is not None:
+            if stage in ("cached", "done", "failed"):
+                self.progress.advance(self.task)
+            self.progress.update(self.task, description=line)
+            if stage == "failed":
+                self.progress.console.print(f"[red]{line}[/red]")
+        else:
+            click.echo(line, err=True)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False

@@ -1,0 +1,262 @@
+"""Reports for a build: report.json (everything), report.md (tables for GitHub) and a
+self-contained report.html (plots inline as PNG data URIs, no network).
+
+Every figure says what it is: MEASURED here (CPU, runtime, threads, runs) or ESTIMATED for
+the target (cost model, known error)."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from importlib import resources
+from pathlib import Path
+
+from edgeexport.fileio import write_bytes, write_json
+from edgeexport.targets import Target, cpu_description
+
+FAMILY_COLORS = {"mobilenet_v1": "#1f77b4", "mobilenet_v2": "#d62728",
+                 "mobilenet_v3_large": "#2ca02c", "mobilenet_v3_small": "#9467bd"}
+REFERENCE_CSV = "rpi4_mlperf_v1.0_krai_calibration.csv"
+ALIASES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2"}
+
+
+def _rows(root: Path, entries: list[dict]) -> list[dict]:
+    rows = []
+    for entry in entries:
+        d = root / entry["id"]
+        card = json.loads((d / "card.json").read_text())
+        analysis = json.loads((d / "analysis.json").read_text())
+        measured = json.loads((d / "profile.json").read_text())
+        estimates = json.loads((d / "estimate.json").read_text())
+        rows.append({"id": entry["id"], **entry["variant"], "card": card,
+                     "separable": analysis["separable"], "measured": measured,
+                     "estimates": estimates, "layers": analysis["layers"],
+                     "tflite_int8_bytes": card["files"].get("model.int8.tflite", {}).get("bytes")})
+    return rows
+
+
+def _measured(row, key):
+    report = row["measured"].get(key)
+    return report["end_to_end"]["p50_ms"] if report else None
+
+
+def _estimated(row, precision):
+    report = row["estimates"].get(precision)
+    return report["end_to_end"]["latency_ms"] if report else None
+
+
+def reference_measurements(target: Target) -> list[dict]:
+    """Real measurements of the target shipped with edgeexport (rpi4: MLPerf v1.0)."""
+    if target.name != "rpi4":
+        return []
+    text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
+    return [{"family": ALIASES.get(r["model_family"], r["model_family"]),
+             "alpha": float(r["width_multiplier"]), "resolution": int(r["resolution"]),
+             "precision": "int8" if r["quantized"] == "true" else "fp32",
+             "latency_ms": float(r["mean_latency_ms"]), "top1": float(r["top1_percent"])}
+            for r in csv.DictReader(io.StringIO(text))]
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plots = []
+    key = "onnxruntime_int8"
+
+    for xkey, xlabel in (("macs", "MACs (M)"), ("params", "parameters (M)")):
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        for fam, color in FAMILY_COLORS.items():
+            pts = [(r["card"][xkey] / 1e6, _measured(r, key)) for r in rows if r["family"] == fam]
+            if pts:
+                ax.scatter(*zip(*pts), label=fam, color=color, s=22)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("int8 latency p50 (ms)")
+        ax.set_title(f"MEASURED here: onnxruntime int8 latency vs {xlabel.split()[0]}")
+        ax.legend(fontsize=7)
+        plots.append((f"Latency vs {xlabel.split()[0]}", _png(fig),
+                      f"Measured on {where}, onnxruntime, 1 thread, median of the runs."))
+
+    # Pareto front: target latency (estimated) vs ImageNet top-1 where a real figure exists.
+    acc = {(m["family"], m["alpha"], m["resolution"]): m["top1"] for m in reference
+           if m["precision"] == "int8"}
+    pts = [(_estimated(r, "int8"), acc[(r["family"], r["alpha"], r["resolution"])], r["id"])
+           for r in rows if (r["family"], r["alpha"], r["resolution"]) in acc
+           and _estimated(r, "int8") is not None]
+    if pts:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        pts.sort()
+        front, best = [], -1.0
+        for lat, top1, vid in pts:
+            if top1 > best:
+                front.append((lat, top1, vid))
+                best = top1
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#999", s=18, label="variants")
+        ax.plot([p[0] for p in front], [p[1] for p in front], "o-", color="#d62728",
+                label="Pareto front")
+        ax.set_xlabel(f"ESTIMATED int8 latency on {target.name} (ms)")
+        ax.set_ylabel("ImageNet top-1 (%) of the published int8 model")
+        ax.legend(fontsize=7)
+        plots.append(("Pareto front", _png(fig),
+                      "Latency: estimated by the target's cost model. Top-1: measured by MLPerf "
+                      "v1.0 (Krai) on Google's published 8-bit checkpoints."))
+
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4))
+    ids = [r["id"] for r in rows]
+    here = [(_measured(r, "onnxruntime_fp32") or 0) / (_measured(r, key) or 1) for r in rows]
+    est = [(_estimated(r, "fp32") or 0) / (_estimated(r, "int8") or 1) for r in rows]
+    xs = range(len(ids))
+    ax.bar([x - 0.2 for x in xs], here, 0.4, label=f"MEASURED here ({where})")
+    if any(est):
+        ax.bar([x + 0.2 for x in xs], est, 0.4, label=f"ESTIMATED on {target.name}")
+    ax.axhline(1, color="k", lw=0.5)
+    ax.set_xticks(list(xs), ids, rotation=90, fontsize=6)
+    ax.set_ylabel("fp32 latency / int8 latency")
+    ax.legend(fontsize=7)
+    plots.append(("int8 vs fp32 speed-up", _png(fig),
+                  "Above 1: int8 is faster. Measured: onnxruntime p50 here; estimated: the "
+                  "target's cost model."))
+
+    layers = [x for x in chosen["measured"][key]["layers"] if x["latency_ms"] > 0]
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6.4, 0.12 * len(layers)), 6), sharex=True)
+    a1.bar(range(len(layers)), [x["latency_ms"] for x in layers], color="#1f77b4")
+    a1.set_ylabel("ms (MEASURED here)")
+    a2.bar(range(len(layers)), [x.get("energy_uj") or 0 for x in layers], color="#ff7f0e")
+    a2.set_ylabel("µJ (compute/memory proxy)")
+    a2.set_xticks(range(len(layers)), [x["name"] for x in layers], rotation=90, fontsize=5)
+    a1.set_title(f"{chosen['id']}: per-layer latency and energy (int8)")
+    plots.append((f"Per-layer latency and energy: {chosen['id']}", _png(fig),
+                  "Latency: onnxruntime profiler kernel times here. Energy: Horowitz 2014 "
+                  "45 nm proxy (MACs and bytes), not a measurement."))
+
+    if reference and target.latency_model is not None:
+        from edgeexport.analysis import analyze
+        from edgeexport.estimate import estimate
+        from edgeexport.records import Variant
+        fig, ax = plt.subplots(figsize=(5, 5))
+        for precision, color in (("fp32", "#1f77b4"), ("int8", "#d62728")):
+            pairs = []
+            for m in reference:
+                if m["precision"] != precision:
+                    continue
+                a = analyze(Variant(m["family"], m["alpha"], m["resolution"])).to_json()
+                pairs.append((m["latency_ms"], estimate(a, target, precision)
+                              ["end_to_end"]["latency_ms"]))
+            ax.scatter(*zip(*pairs), color=color, label=precision, s=18)
+        top = max(ax.get_xlim()[1], ax.get_ylim()[1])
+        ax.plot([0, top], [0, top], "k--", lw=0.7)
+        ax.set_xlabel(f"MEASURED on a real {target.name} (ms)")
+        ax.set_ylabel("ESTIMATED (ms)")
+        ax.legend(fontsize=7)
+        plots.append(("Estimate vs measurement", _png(fig),
+                      f"Real {target.name} measurements: {target.latency_model.runtime}. "
+                      f"Known error: {target.latency_model.known_error}."))
+
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4))
+    ax.bar(xs, [r["separable"]["standard_macs"] / 1e6 for r in rows], label="as standard conv",
+           color="#bbb")
+    ax.bar(xs, [r["separable"]["separable_macs"] / 1e6 for r in rows],
+           label="depthwise separable", color="#2ca02c")
+    ax.set_yscale("log")
+    ax.set_xticks(list(xs), ids, rotation=90, fontsize=6)
+    ax.set_ylabel("MACs of the separable blocks (M)")
+    ax.legend(fontsize=7)
+    plots.append(("Separable vs standard convolution", _png(fig),
+                  "Exact counts: each depthwise + pointwise pair against the K×K standard "
+                  "convolution it replaces (ratio 1/N + 1/K²)."))
+    return plots
+
+
+def _table(rows, target) -> tuple[list[str], list[list[str]]]:
+    head = ["variant", "params (M)", "MACs (M)", "int8 p50 here (ms)", "fp32 p50 here (ms)",
+            "LiteRT int8 here (ms)", f"est. int8 {target.name} (ms)",
+            f"est. board mJ {target.name}", "sep/std MACs", "int8 cosine", ".tflite int8 (KB)"]
+    body = []
+    for r in rows:
+        est = r["estimates"].get("int8")
+        fmt = lambda v, f="{:.2f}": "–" if v is None else f.format(v)  # noqa: E731
+        body.append([r["id"], fmt(r["card"]["params"] / 1e6), fmt(r["card"]["macs"] / 1e6, "{:.1f}"),
+                     fmt(_measured(r, "onnxruntime_int8"), "{:.3f}"),
+                     fmt(_measured(r, "onnxruntime_fp32"), "{:.3f}"),
+                     fmt(_measured(r, "litert_int8"), "{:.3f}"),
+                     fmt(_estimated(r, "int8")),
+                     fmt(est["energy"]["board_mj"] if est else None),
+                     fmt(r["separable"]["ratio"], "{:.3f}"),
+                     fmt(r["card"]["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"],
+                         "{:.4f}") + ("" if r["card"]["tolerances"]["int8_enforced"] else "*"),
+                     fmt((r["tflite_int8_bytes"] or 0) / 1024 if r["tflite_int8_bytes"] else None,
+                         "{:.0f}")])
+    return head, body
+
+
+def write_reports(root: Path, target: Target, entries: list[dict],
+                  chosen_id: str | None = None) -> None:
+    rows = _rows(root, entries)
+    where = cpu_description()
+    chosen = next((r for r in rows if r["id"] == chosen_id), None) or next(
+        (r for r in rows if r["id"] == "mobilenet_v2_1_224"), rows[0])
+    reference = reference_measurements(target)
+    model = target.latency_model
+    notes = [
+        f"MEASURED: on {where}, onnxruntime and LiteRT (XNNPACK), 1 thread, p50 of 30 runs "
+        "after 5 warm-up runs, measured one variant at a time.",
+        (f"ESTIMATED for {target.name}: {model.runtime}; cost model fitted by `edgeexport "
+         f"calibrate` ({model.source}); known error: {model.known_error}.") if model else
+        f"No estimate: target {target.name} has no latency model.",
+        "int8 cosine: onnxruntime int8 vs fp32 on held-out images; * = random weights, "
+        "reported but not enforced (untrained networks amplify rounding noise).",
+        "Board energy = estimated latency × the target's board power under load "
+        f"({target.power_source}). Compute/memory energy: Horowitz 2014 proxy.",
+    ]
+    head, body = _table(rows, target)
+    md = [f"# edgeexport build: {target.name}", ""] + [f"- {n}" for n in notes] + [""]
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(row) + " |" for row in body]
+    md += ["", f"## Per-layer, {chosen['id']} (int8, measured here)", "",
+           "| layer | op | ms | MACs | energy µJ (proxy) |", "|---|---|---|---|---|"]
+    md += [f"| {x['name']} | {x['op']} | {x['latency_ms']:.4f} | {x['macs'] or 0:,} | "
+           f"{(x.get('energy_uj') or 0):.2f} |"
+           for x in chosen["measured"]["onnxruntime_int8"]["layers"] if x["latency_ms"] > 0]
+    write_bytes(root / "report.md", ("\n".join(md) + "\n").encode())
+    write_json(root / "report.json", {
+        "target": target.name, "notes": notes, "where_measured": where,
+        "variants": [{k: v for k, v in r.items() if k not in ("layers",)} for r in rows]})
+    write_bytes(root / "report.html", _html(target, notes, head, body,
+                                            _plots(rows, target, chosen, reference, where)))
+
+
+def _html(target, notes, head, body, plots) -> bytes:
+    esc = html.escape
+    table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body) + "</table>"
+    figures = "".join(f'<figure><h2>{esc(title)}</h2><img class="plot" alt="{esc(title)}" '
+                      f'src="{src}"><figcaption>{esc(caption)}</figcaption></figure>'
+                      for title, src, caption in plots)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgeexport: {esc(target.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
+table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+td{{text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}
+figcaption{{font-size:12px;color:#555}}</style></head>
+<body><h1>edgeexport build: {esc(target.name)} ({esc(target.description)})</h1>
+<ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>{table}{figures}
+<script>
+window.addEventListener("load", function () {{
+  var imgs = document.querySelectorAll("img.plot"), ok = 0;
+  imgs.forEach(function (img) {{ if (img.complete && img.naturalWidth > 0) ok++; }});
+  document.body.setAttribute("data-plots", imgs.length);
+  document.body.setAttribute("data-plots-rendered", ok);
+}});
+</script></body></html>
+"""
+    return page.encode()
