@@ -302,28 +302,21 @@ def calibrate(target, data, runtime, out, as_json):
     click.echo(block)
 
 
-def _floats(ctx, param, value):
-    if not value:
-        return None
-    try:
-        values = [float(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from None
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise click.BadParameter(f"every α must be > 0, got {value!r}")
-    return values
-
-
-def _ints(ctx, param, value):
-    if not value:
-        return None
-    try:
-        values = [int(v) for v in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
-    if min(values) < MIN_RESOLUTION:
-        raise click.BadParameter(f"every resolution must be ≥ {MIN_RESOLUTION} px")
-    return values
+def _number_list(cast, minimum, what):
+    """A click callback for comma-separated numbers, each ≥ minimum (> 0 if minimum is 0)."""
+    def parse(ctx, param, value):
+        if not value:
+            return None
+        try:
+            values = [cast(v) for v in value.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated {what}, got {value!r}") \
+                from None
+        if not all(math.isfinite(v) and v >= minimum and v > 0 for v in values):
+            bound = f"≥ {minimum}" if minimum else "> 0"
+            raise click.BadParameter(f"every value must be {bound}, got {value!r}")
+        return values
+    return parse
 
 
 def _families(ctx, param, value):
@@ -338,8 +331,10 @@ def _families(ctx, param, value):
 @main.command()
 @click.option("--target", "-t", default="rpi4", show_default=True, callback=_target)
 @click.option("--models", callback=_families, help="comma-separated families (default: all)")
-@click.option("--alpha", callback=_floats, help="comma-separated α (default: each family's)")
-@click.option("--resolution", callback=_ints, help="comma-separated resolutions")
+@click.option("--alpha", callback=_number_list(float, 0, "numbers"),
+              help="comma-separated α (default: each family's)")
+@click.option("--resolution", callback=_number_list(int, MIN_RESOLUTION, "integers"),
+              help="comma-separated resolutions")
 @click.option("--weights", type=click.Path(path_type=Path, file_okay=False),
               help="directory of <family>_<alpha>.safetensors|.pt (others: random init)")
 @click.option("--calib", type=click.Path(path_type=Path, file_okay=False),

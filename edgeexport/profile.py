@@ -97,9 +97,11 @@ def time_litert(model: Path, threads: int, runs: int, warmup: int) -> list[float
     return times
 
 
-def onnx_kernel_times(model: Path, threads: int, runs: int, warmup: int) -> tuple[dict, float]:
-    """Per-node mean kernel time (ms) over the measured runs, from onnxruntime's profiler, and
-    the median of the profiled runs' own durations (profiling adds a few µs per node)."""
+def onnx_kernel_times(model: Path, threads: int, runs: int,
+                      warmup: int) -> tuple[list[tuple[str, str, float]], float]:
+    """Per-node mean kernel time (ms) over the measured runs from onnxruntime's profiler, in
+    execution order, and the median duration of the profiled runs themselves (profiling adds
+    a few µs per node)."""
     from edgeexport.runtimes import onnx_session
     with tempfile.TemporaryDirectory() as tmp:
         session = onnx_session(model, threads, profile_prefix=os.path.join(tmp, "ort"))
@@ -110,17 +112,39 @@ def onnx_kernel_times(model: Path, threads: int, runs: int, warmup: int) -> tupl
         events = json.loads(Path(session.end_profiling()).read_text())
     run_events = sorted((e for e in events if e.get("name") == "model_run"),
                         key=lambda e: e["ts"])[warmup:]
-    kernels = [e for e in events if e.get("cat") == "Node"
-               and e.get("name", "").endswith(KERNEL_SUFFIX)]
-    totals: dict[tuple[str, str], float] = defaultdict(float)
+    kernels = sorted((e for e in events if e.get("cat") == "Node"
+                      and e.get("name", "").endswith(KERNEL_SUFFIX)), key=lambda e: e["ts"])
+    totals: dict[tuple[str, str], float] = {}
     for run in run_events:
         lo, hi = run["ts"], run["ts"] + run["dur"]
         for e in kernels:
             if lo <= e["ts"] <= hi:
-                node = e["name"][: -len(KERNEL_SUFFIX)]
-                totals[(node, e.get("args", {}).get("op_name", "?"))] += e["dur"]
-    per_node = {key: us / len(run_events) / 1e3 for key, us in totals.items()}
+                key = (e["name"][: -len(KERNEL_SUFFIX)], e.get("args", {}).get("op_name", "?"))
+                totals[key] = totals.get(key, 0.0) + e["dur"]
+    per_node = [(node, op, us / len(run_events) / 1e3) for (node, op), us in totals.items()]
     return per_node, statistics.median(r["dur"] for r in run_events) / 1e3
+
+
+# Nodes onnxruntime adds that prepare the next kernel's input; other unnamed nodes (layout
+# reorders back, decomposed activations, the output DequantizeLinear) finish the previous one.
+INPUT_SIDE_OPS = {"ReorderInput", "QuantizeLinear", "Transpose", "DynamicQuantizeLinear"}
+
+
+# onnxruntime names a fused Conv/Gemm + activation after the activation node.
+COMPUTE_KERNELS = {"Conv", "FusedConv", "QLinearConv", "ConvInteger", "Gemm", "FusedGemm",
+                   "QGemm", "MatMul", "FusedMatMul"}
+COMPUTE_ROWS = ("conv", "depthwise", "pointwise", "linear", "se")
+
+
+def _compute_owner(static: list[dict]) -> dict[str, str]:
+    """act/bn row → the compute row it follows (where a fused kernel's time belongs)."""
+    owner, last = {}, None
+    for row in static:
+        if row["op"] in COMPUTE_ROWS:
+            last = row["name"]
+        elif row["op"] in ("act", "bn") and last is not None:
+            owner[row["name"]] = last
+    return owner
 
 
 def layer_of(node: str, known: set[str]) -> str | None:
@@ -128,17 +152,38 @@ def layer_of(node: str, known: set[str]) -> str | None:
     return prefix if prefix in known else None
 
 
-def attribute(per_node: dict, analysis: dict | None) -> list[dict]:
-    """Kernel times → layers. Nodes that belong to no layer (the input's QuantizeLinear, layout
-    transposes onnxruntime inserts) become rows of their own, named "(graph) <op>"."""
+def attribute(per_node: list[tuple[str, str, float]], analysis: dict | None) -> list[dict]:
+    """Kernel times, in execution order, → layers. A node named after a layer (fused Conv +
+    activation, QLinear kernels, Q/DQ nodes of its tensors) counts for that layer; a node
+    onnxruntime created under a name of its own counts for the neighbouring layer in execution
+    order (INPUT_SIDE_OPS: the next; others: the previous). Every kernel lands in a row, and
+    each row lists the kernels it holds. Without an analysis, rows are node-name prefixes."""
     static = analysis["layers"] if analysis else []
     known = {layer["name"] for layer in static}
+    owner = _compute_owner(static)
     times: dict[str, float] = defaultdict(float)
     kernels: dict[str, list[str]] = defaultdict(list)
-    for (node, op), ms in per_node.items():
-        name = layer_of(node, known) or (node.split("/", 1)[0] if not known else f"(graph) {op}")
-        times[name] += ms
-        kernels[name].append(op)
+    pending: list[tuple[str, float]] = []
+    previous = None
+    for node, op, ms in per_node:
+        layer = layer_of(node, known) if known else node.split("/", 1)[0]
+        if layer is None:
+            if op in INPUT_SIDE_OPS or previous is None:
+                pending.append((op, ms))
+                continue
+            layer = previous
+        if op in COMPUTE_KERNELS:
+            layer = owner.get(layer, layer)
+        for pending_op, pending_ms in pending:
+            times[layer] += pending_ms
+            kernels[layer].append(pending_op)
+        pending = []
+        times[layer] += ms
+        kernels[layer].append(op)
+        previous = layer
+    for pending_op, pending_ms in pending:  # trailing input-side nodes: the last layer
+        times[previous or "(graph)"] += pending_ms
+        kernels[previous or "(graph)"].append(pending_op)
     rows = []
     for layer in static:
         rows.append({"name": layer["name"], "op": layer["op"],
@@ -146,7 +191,7 @@ def attribute(per_node: dict, analysis: dict | None) -> list[dict]:
                      "kernels": sorted(kernels.pop(layer["name"], [])),
                      "macs": layer["macs"], "params": layer["params"]})
     for name, ms in sorted(times.items()):
-        rows.append({"name": name, "op": "graph" if known else "node", "latency_ms": ms,
+        rows.append({"name": name, "op": "node", "latency_ms": ms,
                      "kernels": sorted(kernels[name]), "macs": None, "params": None})
     return rows
 
@@ -178,8 +223,10 @@ def profile(path: Path, target: Target, runtime: str | None = None, precision: s
         report["layer_sum_ms"] = sum(r["latency_ms"] for r in layers)
         report["profiled_run_ms"] = profiled_run_ms
         report["layer_note"] = ("per-layer: onnxruntime profiler kernel times, mean over the "
-                                "measured runs; profiling adds a few µs per node, so their sum "
-                                "can exceed the unprofiled end-to-end time on small models")
+                                "measured runs; nodes onnxruntime adds (layout reorders, "
+                                "input quantization) count for the neighbouring layer; "
+                                "profiling adds a few µs per node, so the sum can exceed the "
+                                "unprofiled end-to-end time on small models")
     else:
         report["layer_note"] = ("per-layer times are not available from LiteRT's Python API; "
                                 "use --runtime onnxruntime for a per-layer profile")

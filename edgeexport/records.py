@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-MIN_RESOLUTION = 32
+MIN_RESOLUTION = 32  # five stride-2 stages leave 1×1 before the global pool
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def run_onnx(path: Path, inputs: np.ndarray, threads: int = 1) -> np.ndarray:
 
 def litert_interpreter(path: Path, threads: int = 1):
     from ai_edge_litert.interpreter import Interpreter
-    data = _read_model(path)
+    data = read_tflite_bytes(path)
     try:
         interpreter = Interpreter(model_content=data, num_threads=threads)
         interpreter.allocate_tensors()
@@ -41,7 +41,8 @@ def litert_interpreter(path: Path, threads: int = 1):
     return interpreter
 
 
-def _read_model(path: Path) -> bytes:
+def read_tflite_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing anything without the TFLite identifier."""
     try:
         data = path.read_bytes()
     except OSError as e:

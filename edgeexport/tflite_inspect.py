@@ -55,12 +55,9 @@ class TfliteSummary:
 
 def read_tflite(path: Path) -> TfliteSummary:
     from ai_edge_litert import schema_py_generated as schema
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise UserError(f"{path}: not a TFLite flatbuffer (missing the TFL3 identifier)")
+
+    from edgeexport.runtimes import read_tflite_bytes
+    data = read_tflite_bytes(path)
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
         return _summarise(model, schema)

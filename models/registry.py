@@ -10,7 +10,6 @@ from edgeexport.models.mobilenet_v1 import MobileNetV1
 from edgeexport.models.mobilenet_v2 import MobileNetV2
 from edgeexport.models.mobilenet_v3 import mobilenet_v3_large, mobilenet_v3_small
 
-MIN_RESOLUTION = 32  # five stride-2 stages leave 1×1 before the global pool
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
