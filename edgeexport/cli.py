@@ -19,6 +19,8 @@ class OneLineErrors(click.Group):
     """Usage and input errors print one line on stderr and exit non-zero; no traceback."""
 
     def main(self, *args, **kwargs):
+        # The TFLite converter's C++ logging (spawned build workers inherit this too).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:

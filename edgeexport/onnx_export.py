@@ -33,16 +33,12 @@ def export_onnx(model: torch.nn.Module, analysis: Analysis, path: Path) -> Path:
         program = torch.onnx.export(model.eval(), (sample,), dynamo=True, optimize=True,
                                     opset_version=OPSET, input_names=[INPUT_NAME],
                                     output_names=[OUTPUT_NAME], verbose=False)
-    proto = onnx.load_from_string(_serialize(program))
+    proto = program.model_proto
     rename_nodes(proto, analysis)
     proto = simplify(proto)
     onnx.checker.check_model(proto, full_check=True)
     write_bytes(path, proto.SerializeToString())
     return path
-
-
-def _serialize(program) -> bytes:
-    return program.model_proto.SerializeToString()
 
 
 def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -40,7 +39,6 @@ def quiet():
 
 
 def convert_fp32(model: torch.nn.Module, resolution: int, path: Path) -> Path:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the converter's C++ logging
     with quiet():
         import litert_torch
     wrapped = litert_torch.to_channel_last_io(model.eval(), args=[0]).eval()
