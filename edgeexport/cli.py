@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 
 import click
-from pathlib import Path
 
 from edgeexport.console import print_json, print_table
 from edgeexport.errors import UserError, ValidationError
