@@ -100,11 +100,11 @@ def calibration_digest(calib: Path | None) -> str:
 def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str) -> str:
     from edgeexport.versions import tool_versions
     weights = weights_for(variant, plan.weights_dir)
-    target_text = Path(plan.target.path).read_bytes() if Path(plan.target.path).is_file() \
-        else plan.target.path.encode()
+    # The target file's text, and for `local` the CPU detected here.
+    target = json.dumps([plan.target.source, plan.target.cpu], sort_keys=True)
     parts = {"variant": variant.to_json(), "weights": sha256(weights) if weights else None,
              "calibration": calib_digest, "tools": tool_versions(), "source": source,
-             "target": hashlib.sha256(target_text).hexdigest(), "formats": plan.formats}
+             "target": hashlib.sha256(target.encode()).hexdigest(), "formats": plan.formats}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

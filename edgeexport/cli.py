@@ -283,11 +283,7 @@ def calibrate(target, data, runtime, out, as_json):
     block = toml_block(fits, runtime, f"edgeexport calibrate on {data.name} "
                                       f"({len(measurements)} measurements)")
     if out is not None:
-        base = Path(target.path).read_text() if Path(target.path).is_file() else None
-        if base is None:
-            from importlib import resources
-            base = (resources.files("edgeexport.targets") / target.path).read_text()
-        head = base.split("[latency_model]")[0].rstrip() + "\n\n"
+        head = target.source.split("[latency_model]")[0].rstrip() + "\n\n"
         write_bytes(out, (head + block).encode())
     if as_json:
         print_json({"target": target.name, "fits": [f.to_json() for f in fits],

@@ -62,6 +62,7 @@ class Target:
     latency_model: LatencyModel | None
     grid: dict[str, dict[str, list]] = field(default_factory=dict)
     path: str = ""
+    source: str = ""  # the TOML text it was parsed from: cache keys and refits use it
 
 
 class _Fields:
@@ -104,7 +105,7 @@ class _Fields:
         return None if value is None else _Fields(value, self.where, f"{self.prefix}{key}.")
 
 
-def parse_target(data: dict, where: str) -> Target:
+def parse_target(data: dict, where: str, source: str = "") -> Target:
     root = _Fields(data, where)
     cpu = root.table("cpu")
     cpu_facts = {"model": cpu.get("model", str), "cores": int(cpu.positive("cores")),
@@ -141,7 +142,7 @@ def parse_target(data: dict, where: str) -> Target:
         onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
         onnx_quant_source=ort.get("source", str),
         litert_io_type=litert.choice("io_type", QUANT_TYPES),
-        latency_model=latency, grid=grid, path=where)
+        latency_model=latency, grid=grid, path=where, source=source)
 
 
 def builtin_names() -> list[str]:
@@ -163,13 +164,14 @@ def load_target(name_or_path: str) -> Target:
         raise UserError(f"unknown target {name_or_path!r} (built-in: "
                         f"{', '.join(builtin_names())}; or a path to a .toml file)")
     try:
-        data = tomllib.loads(text.decode("utf-8"))
+        source = text.decode("utf-8")
+        data = tomllib.loads(source)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"target file {where}: not valid TOML ({e})") from None
     if name_or_path == "local":
         data = {**data, "cpu": {**data.get("cpu", {}), **detect_cpu()},
                 "memory": {"gib": _memory_gib() or data.get("memory", {}).get("gib")}}
-    return parse_target(data, where)
+    return parse_target(data, where, source)
 
 
 def detect_cpu() -> dict[str, Any]:

@@ -148,3 +148,16 @@ def test_report_html_renders_its_plots_in_a_real_browser(built, tmp_path):
     # The report is self-contained: no external resources.
     html = page.read_text()
     assert "http://" not in html and "https://" not in html
+
+
+def test_changed_target_file_rebuilds(built, tmp_path):
+    out, _ = built
+    copy = tmp_path / "dist"
+    shutil.copytree(out, copy)
+    from edgeexport.targets import load_target
+    board = tmp_path / "rpi4.toml"
+    board.write_text(load_target("rpi4").source.replace("load_w = 7.0", "load_w = 7.5"))
+    proc = run_cli("build", "--target", board, "--models", "mobilenet_v1", "--alpha", "0.25",
+                   "--resolution", "64", "--out", copy, "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["built"] == [IDS[0]] and summary["cached"] == []
