@@ -84,9 +84,11 @@ def _weight_bytes(module: nn.Module) -> tuple[int, int]:
     return fp32, int8
 
 
-def analyze(variant: Variant) -> Analysis:
+def analyze(variant: Variant, model: nn.Module | None = None) -> Analysis:
+    """Costs of ``variant``; pass the network if it is already built (only shapes are used)."""
     check_variant(variant)
-    model = build(variant.family, variant.alpha, variant.num_classes)
+    if model is None:
+        model = build(variant.family, variant.alpha, variant.num_classes)
     parents = {f"{name}.{child_name}".lstrip("."): module
                for name, module in model.named_modules()
                for child_name, _ in module.named_children()}

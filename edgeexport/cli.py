@@ -354,7 +354,7 @@ def build(target, models, alpha, resolution, weights, calib, formats, out, jobs,
     plan = BuildPlan(target=target, variants=default_grid(target, models, alpha, resolution),
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
                      formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
-    with build_progress(plan, enabled=not as_json) as on_event:
+    with BuildProgress(plan, enabled=not as_json) as on_event:
         outcome = run_build(plan, on_event)
     root = out / target.name
     summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
@@ -372,7 +372,7 @@ def build(target, models, alpha, resolution, weights, calib, formats, out, jobs,
         sys.exit(1)
 
 
-class build_progress:
+class BuildProgress:
     """Per-variant stage lines with a progress bar and ETA on a terminal; plain lines else."""
 
     def __init__(self, plan, enabled: bool) -> None:

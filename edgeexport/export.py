@@ -121,7 +121,7 @@ def run_export(opts: ExportOptions,
                         "images is not validated")
     on_stage("model")
     model, weights_info = prepare_model(v, opts.weights, calib.inputs)
-    analysis = analyze(v)
+    analysis = analyze(v, model)
     with torch.no_grad():
         reference = model(torch.from_numpy(held_out.inputs)).numpy()
 

@@ -22,7 +22,7 @@ METHODS = ("MinMax", "Entropy", "Percentile")
 COUNTED_OPS = ("Conv", "Add", "Gemm", "Mul", "MatMul")
 QUANTIZED_KERNELS = {"QLinearConv": "Conv", "QLinearAdd": "Add", "QGemm": "Gemm",
                      "QLinearMul": "Mul", "QLinearMatMul": "MatMul", "MatMulInteger": "MatMul",
-                     "ConvInteger": "Conv", "QLinearGlobalAveragePool": "GlobalAveragePool"}
+                     "ConvInteger": "Conv"}
 
 
 class _Reader:
@@ -77,9 +77,8 @@ def quantized_op_counts(int8_path: Path, threads: int = 1) -> dict[str, dict[str
         ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
     counts = {}
     for op in COUNTED_OPS:
-        quantized = sum(n for kernel, base in QUANTIZED_KERNELS.items()
-                        for k, n in ops.items() if k == kernel and base == op)
-        fused_float = sum(n for k, n in ops.items() if k in (op, f"Fused{op}"))
+        quantized = sum(ops[kernel] for kernel, base in QUANTIZED_KERNELS.items() if base == op)
+        fused_float = ops[op] + ops[f"Fused{op}"]
         if quantized or fused_float:
             counts[op] = {"quantized": quantized, "float": fused_float}
     return counts

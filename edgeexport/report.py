@@ -67,6 +67,14 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _per_variant_axes(plt, rows):
+    """A figure wide enough for one bar group per variant, labelled by variant id."""
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4))
+    xs = list(range(len(rows)))
+    ax.set_xticks(xs, [r["id"] for r in rows], rotation=90, fontsize=6)
+    return fig, ax, xs
+
+
 def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]:
     import matplotlib
     matplotlib.use("Agg")
@@ -111,16 +119,13 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
                       "Latency: estimated by the target's cost model. Top-1: measured by MLPerf "
                       "v1.0 (Krai) on Google's published 8-bit checkpoints."))
 
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4))
-    ids = [r["id"] for r in rows]
+    fig, ax, xs = _per_variant_axes(plt, rows)
     here = [(_measured(r, "onnxruntime_fp32") or 0) / (_measured(r, key) or 1) for r in rows]
     est = [(_estimated(r, "fp32") or 0) / (_estimated(r, "int8") or 1) for r in rows]
-    xs = range(len(ids))
     ax.bar([x - 0.2 for x in xs], here, 0.4, label=f"MEASURED here ({where})")
     if any(est):
         ax.bar([x + 0.2 for x in xs], est, 0.4, label=f"ESTIMATED on {target.name}")
     ax.axhline(1, color="k", lw=0.5)
-    ax.set_xticks(list(xs), ids, rotation=90, fontsize=6)
     ax.set_ylabel("fp32 latency / int8 latency")
     ax.legend(fontsize=7)
     plots.append(("int8 vs fp32 speed-up", _png(fig),
@@ -162,13 +167,12 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
                       f"Real {target.name} measurements: {target.latency_model.runtime}. "
                       f"Known error: {target.latency_model.known_error}."))
 
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4))
+    fig, ax, xs = _per_variant_axes(plt, rows)
     ax.bar(xs, [r["separable"]["standard_macs"] / 1e6 for r in rows], label="as standard conv",
            color="#bbb")
     ax.bar(xs, [r["separable"]["separable_macs"] / 1e6 for r in rows],
            label="depthwise separable", color="#2ca02c")
     ax.set_yscale("log")
-    ax.set_xticks(list(xs), ids, rotation=90, fontsize=6)
     ax.set_ylabel("MACs of the separable blocks (M)")
     ax.legend(fontsize=7)
     plots.append(("Separable vs standard convolution", _png(fig),

@@ -41,9 +41,8 @@ class TfliteSummary:
             problems.append(f"I/O types {self.input_types}→{self.output_types}, not {want}")
         if "TRANSPOSE" in self.first_ops_on_input:
             problems.append("a TRANSPOSE reads the input (input is not NHWC)")
-        for kind in ("DEQUANTIZE",):
-            if kind in self.op_histogram:
-                problems.append(f"{self.op_histogram[kind]} {kind} op(s)")
+        if "DEQUANTIZE" in self.op_histogram:
+            problems.append(f"{self.op_histogram['DEQUANTIZE']} DEQUANTIZE op(s)")
         if self.float_tensors_in_ops:
             problems.append(f"float tensors in ops: {', '.join(self.float_tensors_in_ops[:5])}")
         for op in self.ops:
