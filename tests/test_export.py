@@ -22,13 +22,12 @@ from tests.conftest import assert_one_line_error, run_cli
 from tests.synthetic_data import CLASSES, train, write_dataset
 
 FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
-# Post-training int8 of MobileNetV3 collapses on networks trained here (the squeeze-excitation
-# multiply: cosine 0.92 with convs only, < 0.5 once SE is quantized, in onnxruntime and
-# ai-edge-quantizer alike); the export must detect it and refuse. See README "Limitations".
-PTQ_OK = ["mobilenet_v1", "mobilenet_v2"]
-PTQ_FRAGILE = ["mobilenet_v3_large", "mobilenet_v3_small"]
 ALPHA, RES = 0.5, 64
-TRAIN_STEPS = 250
+# Steps to converge on the stripes task (warm-up + cosine decay). MobileNetV3 needs more:
+# after 250 steps at a constant rate its activations were heavy-tailed (one image's maximum
+# 100× the median image's) and int8 collapsed to cosine 0.35; converged, it keeps ≥ 0.99.
+TRAIN_STEPS = {"mobilenet_v1": 300, "mobilenet_v2": 300, "mobilenet_v3_large": 800,
+               "mobilenet_v3_small": 1500}
 
 
 @pytest.fixture(scope="session")
@@ -44,37 +43,33 @@ def _inputs(family, directory):
     return load_images(directory, Preprocessing.for_variant(RES, f.mean, f.std))
 
 
+def _train_and_save(family, dataset, directory, steps, **recipe):
+    data = _inputs(family, dataset["train"])
+    torch.manual_seed(0)
+    model = train(build(family, ALPHA, len(CLASSES)), data.inputs, data.labels, steps,
+                  **recipe)
+    path = directory / "weights.pt"
+    torch.save(model.state_dict(), path)
+    return model, path
+
+
 @pytest.fixture(scope="session")
 def trained(dataset, tmp_path_factory):
     cache = {}
 
     def get(family):
         if family not in cache:
-            data = _inputs(family, dataset["train"])
-            torch.manual_seed(0)
-            model = train(build(family, ALPHA, len(CLASSES)), data.inputs, data.labels,
-                          TRAIN_STEPS)
-            path = tmp_path_factory.mktemp(family) / "weights.pt"
-            torch.save(model.state_dict(), path)
-            cache[family] = (model, path)
+            cache[family] = _train_and_save(family, dataset, tmp_path_factory.mktemp(family),
+                                            TRAIN_STEPS[family])
         return cache[family]
     return get
 
 
 @pytest.fixture(scope="session")
 def exported(dataset, trained, tmp_path_factory):
-    """Trained V1/V2 exports; V3 exported untrained (random init, BN re-estimated)."""
     cache = {}
 
     def get(family):
-        if family in PTQ_FRAGILE:
-            if family not in cache:
-                out = tmp_path_factory.mktemp(f"{family}-untrained")
-                card = json.loads(run_cli("export", family, "--alpha", ALPHA, "--resolution",
-                                          RES, "--target", "rpi4", "--out", out,
-                                          "--json").stdout)
-                cache[family] = (None, out, card)
-            return cache[family]
         if family not in cache:
             model, weights = trained(family)
             out = tmp_path_factory.mktemp(f"{family}-export")
@@ -119,7 +114,7 @@ def _cosine(a, b):
     return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
-@pytest.mark.parametrize("family", PTQ_OK)
+@pytest.mark.parametrize("family", FAMILIES)
 def test_export_validates_against_pytorch(family, exported, dataset):
     model, out, card = exported(family)
     evalset = _inputs(family, dataset["eval"])
@@ -147,26 +142,32 @@ def test_export_validates_against_pytorch(family, exported, dataset):
     assert card["validation"]["onnx_fp32_vs_pytorch"]["top1_reference"] >= 0.7
 
 
-@pytest.mark.parametrize("family", PTQ_FRAGILE)
-def test_untrained_v3_exports_and_fp32_validates(family, exported):
-    _, out, card = exported(family)
+def test_export_without_weights_is_flagged(tmp_path):
+    """A random network: files are written and fp32 validated, int8 drift only reported."""
+    card = json.loads(run_cli("export", "mobilenet_v3_small", "--alpha", ALPHA, "--resolution",
+                              RES, "--target", "rpi4", "--out", tmp_path, "--json").stdout)
     for name in ("onnx_fp32_vs_pytorch", "tflite_fp32_vs_pytorch"):
         v = card["validation"][name]
         assert v["max_abs_diff"] <= 1e-4 * max(1, v["max_abs_reference"])
     assert card["tolerances"]["int8_enforced"] is False
     assert any("random network" in w for w in card["warnings"])
     assert card["calibration"]["synthetic"] is True
+    assert (tmp_path / "model.int8.tflite").is_file()
 
 
-@pytest.mark.parametrize("family", PTQ_FRAGILE)
-def test_trained_v3_int8_drift_is_detected_not_shipped(family, dataset, trained, tmp_path):
-    _, weights = trained(family)
-    proc = run_cli("export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
-                   "--weights", weights, "--calib", dataset["train"], "--eval",
-                   dataset["eval"], "--out", tmp_path, check=False)
+def test_int8_drift_is_detected_not_shipped(dataset, tmp_path_factory):
+    """An under-trained V3 (250 steps, constant rate) has heavy-tailed activations that no
+    int8 range fits: the export must refuse it rather than ship a broken model."""
+    _, weights = _train_and_save("mobilenet_v3_large", dataset,
+                                 tmp_path_factory.mktemp("immature"), 250, lr=2e-3,
+                                 schedule="constant")
+    out = tmp_path_factory.mktemp("refused")
+    proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
+                   "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
+                   "--eval", dataset["eval"], "--out", out, check=False)
     assert proc.returncode == 1
     assert_one_line_error(proc, "drifts", "cosine")
-    assert list(tmp_path.iterdir()) == []
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("family", FAMILIES)
