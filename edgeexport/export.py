@@ -14,7 +14,7 @@ import numpy as np
 from edgeexport.analysis import analyze
 from edgeexport.calibration import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDATION_SEED,
                                     ImageSet, Preprocessing, load_images, synthetic_images)
-from edgeexport.errors import UserError
+from edgeexport.errors import UserError, ValidationError
 from edgeexport.fileio import file_entry, write_json
 from edgeexport.models import family
 from edgeexport.profile import ANALYSIS
@@ -98,6 +98,7 @@ def run_export(opts: ExportOptions,
                on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
     import torch
 
+    from edgeexport.activation_tails import activation_tails, describe
     from edgeexport.onnx_export import export_onnx
     from edgeexport.prepare import prepare_model
     from edgeexport.quantize_onnx import quantize_onnx, quantized_op_counts
@@ -131,11 +132,18 @@ def run_export(opts: ExportOptions,
                         "enforced (untrained networks amplify rounding noise, trained ones "
                         "do not)")
 
-    def check_int8(comparison):
-        return require_int8_match(comparison, opts.min_cosine) if enforce_int8 else comparison
-
     opts.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=opts.out))
+
+    def check_int8(comparison):
+        if not enforce_int8:
+            return comparison
+        try:
+            return require_int8_match(comparison, opts.min_cosine)
+        except ValidationError as drift:
+            tails = activation_tails(staging / "model.fp32.onnx", calib.inputs)
+            raise ValidationError(f"{drift}; {describe(tails)}") from None
+
     files: dict[str, Path] = {}
     validation: dict[str, dict] = {}
     try:

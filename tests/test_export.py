@@ -2,6 +2,7 @@
 network trained here for seconds on synthetic images (nothing is downloaded)."""
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -157,17 +158,31 @@ def test_export_without_weights_is_flagged(tmp_path):
 
 def test_int8_drift_is_detected_not_shipped(dataset, tmp_path_factory):
     """An under-trained V3 (250 steps, constant rate) has heavy-tailed activations that no
-    int8 range fits: the export must refuse it rather than ship a broken model."""
-    _, weights = _train_and_save("mobilenet_v3_large", dataset,
-                                 tmp_path_factory.mktemp("immature"), 250, lr=2e-3,
-                                 schedule="constant")
+    int8 range fits: the export must refuse it, say where, and write nothing."""
+    model, weights = _train_and_save("mobilenet_v3_large", dataset,
+                                     tmp_path_factory.mktemp("immature"), 250, lr=2e-3,
+                                     schedule="constant")
     out = tmp_path_factory.mktemp("refused")
     proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
                    "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
                    "--eval", dataset["eval"], "--out", out, check=False)
     assert proc.returncode == 1
-    assert_one_line_error(proc, "drifts", "cosine")
+    assert_one_line_error(proc, "drifts", "cosine", "heaviest-tailed")
     assert list(out.iterdir()) == []
+    # The worst layer named, checked in PyTorch: its output's peak on the largest calibration
+    # image over the median image's peak (ONNX folds BatchNorm into the conv before it).
+    layer, ratio = re.search(r"image\): ([\w.]+) (\d+)×", proc.stderr).groups()
+    modules = dict(model.named_modules())
+    batchnorm = modules.get(layer.rsplit(".", 1)[0] + ".1")
+    module = batchnorm if isinstance(batchnorm, torch.nn.BatchNorm2d) else modules[layer]
+    peaks = []
+    handle = module.register_forward_hook(lambda m, i, o: peaks.append(float(o.abs().max())))
+    with torch.no_grad():
+        for x in _inputs("mobilenet_v3_large", dataset["train"]).inputs:
+            model(torch.from_numpy(x[None]))
+    handle.remove()
+    assert int(ratio) >= 10
+    assert max(peaks) / np.median(peaks) == pytest.approx(int(ratio), abs=1)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
