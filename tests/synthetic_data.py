@@ -47,10 +47,12 @@ def train(model: torch.nn.Module, inputs: np.ndarray, labels: np.ndarray, steps:
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     warmup = max(1, steps // 10)
+
     def factor(i: int) -> float:
         if schedule == "constant":
             return 1.0
         return min(1.0, (i + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * i / steps))
+
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     model.train()
     x_all, y_all = torch.from_numpy(inputs), torch.from_numpy(labels).long()
