@@ -224,8 +224,9 @@ def print_latency_report(report: dict) -> None:
             if r["latency_ms"] > 0 or (r.get("macs") or 0) > 0]
     footer = [headline]
     if "layer_sum_ms" in report:
-        footer.append(f"per-layer sum {report['layer_sum_ms']:.3f} ms "
-                      f"(profiled runs took {report['profiled_run_ms']:.3f} ms)")
+        footer.append(f"per-layer sum {report['layer_sum_ms']:.3f} ms (profiled runs took "
+                      f"{report['profiled_run_ms']:.3f} ms on average, "
+                      f"{report['profiler_overhead']:+.0%} against unprofiled runs)")
     if energy["board_mj"] is not None:
         footer.append(f"board energy {energy['board_mj']:.2f} mJ/inference "
                       f"({energy['board_source']})")

@@ -14,10 +14,10 @@ import pytest
 from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
 
 CSV = ROOT / "edgeexport" / "data" / "rpi4_mlperf_v1.0_krai_calibration.csv"
-# onnxruntime's per-node profiler slows small memory-bound kernels (hard-swish, SE multiply):
-# measured here, V3-Small's kernel sum runs 12-17% over its unprofiled end-to-end time in fp32
-# (V2: 4%). The bound for it is the measured distortion, stated, not the 15% the others meet.
-SUM_TOLERANCE = {"mobilenet_v3_small": 0.25}
+# onnxruntime's profiler does bookkeeping between kernels, outside the kernel events: measured
+# here (interleaved runs), the kernel sum covers 92-98% of a profiled run for V1/V2/V3-Large and
+# 82% for V3-Small, whose 200-odd nodes are mostly tiny. The bounds leave room for other CPUs.
+MIN_KERNEL_COVERAGE = {"mobilenet_v3_small": 0.70}
 FULL = [("mobilenet_v1", "fp32"), ("mobilenet_v2", "fp32"), ("mobilenet_v3_large", "fp32"),
         ("mobilenet_v3_small", "fp32"), ("mobilenet_v1", "int8"), ("mobilenet_v2", "int8")]
 
@@ -63,8 +63,15 @@ def test_per_layer_profile_adds_up(family, precision, full_size_exports):
     assert e2e["p50_ms"] <= e2e["p90_ms"]
     layer_sum = sum(r["latency_ms"] for r in report["layers"])
     assert layer_sum == pytest.approx(report["layer_sum_ms"])
-    tolerance = SUM_TOLERANCE.get(family, 0.15)
-    assert abs(layer_sum - e2e["p50_ms"]) <= tolerance * e2e["p50_ms"], (layer_sum, e2e["p50_ms"])
+    # Kernels run inside their run: the rows cannot exceed the profiled runs (a row counted
+    # twice, or warm-up runs counted, would), and they must account for most of them.
+    profiled = report["profiled_run_ms"]
+    coverage = MIN_KERNEL_COVERAGE.get(family, 0.80)
+    assert coverage * profiled <= layer_sum <= profiled, (layer_sum, profiled)
+    # Against the unprofiled runs measured in alternation: the profiler's cost is stated, and
+    # it is a cost (measured here: +3% V1 to +43% V3-Small), not a different model's timing.
+    assert report["profiler_overhead"] == pytest.approx(profiled / e2e["mean_ms"] - 1)
+    assert 0.8 * e2e["p50_ms"] <= layer_sum <= 1.6 * e2e["p50_ms"], (layer_sum, e2e["p50_ms"])
     # Nothing silently dropped: every kernel onnxruntime ran is attributed to some row.
     attributed = sum(len(r["kernels"]) for r in report["layers"])
     assert attributed == _kernel_events_per_run(out / f"model.{precision}.onnx")
