@@ -55,10 +55,8 @@ def test_second_build_rebuilds_nothing(built):
     out, _ = built
     root = out / "rpi4"
     before = {p: p.stat().st_mtime_ns for p in root.glob("*/model.*")}
-    start = time.perf_counter()
     _, summary = _build(out)
     assert summary["built"] == [] and sorted(summary["cached"]) == IDS
-    assert time.perf_counter() - start < 60
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/model.*")} == before
 
 
@@ -114,7 +112,7 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path):
     done = sorted(p.parent.name for p in (out / "rpi4").glob("*/build.json"))
     assert 1 <= len(done) < len(IDS)
     sealed = {p: p.stat().st_mtime_ns for d in done for p in (out / "rpi4" / d).iterdir()}
-    _, summary = _build(out)
+    _, summary = _build(out, "--jobs", "2")
     assert sorted(summary["cached"]) == done
     assert sorted(summary["built"]) == sorted(set(IDS) - set(done))
     assert {p: p.stat().st_mtime_ns for p in sealed} == sealed
