@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -66,19 +67,31 @@ def _random_input(shape, dtype) -> np.ndarray:
     return rng.standard_normal(shape).astype(np.float32)
 
 
+def _time_calls(call: Callable[[], object], runs: int, warmup: int,
+                alongside: Callable[[], object] = lambda: None) -> list[float]:
+    """Milliseconds per ``call()`` over ``runs`` after ``warmup`` untimed ones; ``alongside()``
+    runs untimed after every call (the interleaved profiling session)."""
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        call()
+        elapsed = (time.perf_counter() - start) * 1e3
+        alongside()
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+def _onnx_feed(session) -> dict[str, np.ndarray]:
+    inp = session.get_inputs()[0]
+    return {inp.name: _random_input(inp.shape, np.float32)}
+
+
 def time_onnx(model: Path, threads: int, runs: int, warmup: int) -> list[float]:
     from edgeexport.runtimes import onnx_session
     session = onnx_session(model, threads)
-    inp = session.get_inputs()[0]
-    feed = {inp.name: _random_input(inp.shape, np.float32)}
-    for _ in range(warmup):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+    feed = _onnx_feed(session)
+    return _time_calls(lambda: session.run(None, feed), runs, warmup)
 
 
 def time_litert(model: Path, threads: int, runs: int, warmup: int) -> list[float]:
@@ -86,14 +99,7 @@ def time_litert(model: Path, threads: int, runs: int, warmup: int) -> list[float
     interpreter = litert_interpreter(model, threads)
     detail = interpreter.get_input_details()[0]
     interpreter.set_tensor(detail["index"], _random_input(detail["shape"], detail["dtype"]))
-    for _ in range(warmup):
-        interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+    return _time_calls(interpreter.invoke, runs, warmup)
 
 
 def measure_onnx(model: Path, threads: int, runs: int,
@@ -106,18 +112,11 @@ def measure_onnx(model: Path, threads: int, runs: int,
     two measuring phases."""
     from edgeexport.runtimes import onnx_session
     plain = onnx_session(model, threads)
-    inp = plain.get_inputs()[0]
-    feed = {inp.name: _random_input(inp.shape, np.float32)}
-    times = []
+    feed = _onnx_feed(plain)
     with tempfile.TemporaryDirectory() as tmp:
         profiled = onnx_session(model, threads, profile_prefix=os.path.join(tmp, "ort"))
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            plain.run(None, feed)
-            elapsed = (time.perf_counter() - start) * 1e3
-            profiled.run(None, feed)
-            if i >= warmup:
-                times.append(elapsed)
+        times = _time_calls(lambda: plain.run(None, feed), runs, warmup,
+                            alongside=lambda: profiled.run(None, feed))
         events = json.loads(Path(profiled.end_profiling()).read_text())
     run_events = sorted((e for e in events if e.get("name") == "model_run"),
                         key=lambda e: e["ts"])[warmup:]
