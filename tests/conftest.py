@@ -51,3 +51,61 @@ def torchvision_models():
     finally:
         if saved is not None:
             sys.modules["torchvision"] = saved
+
+
+# ---- shared across test files: trained once, exported once per test run ----
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    from tests.synthetic_data import write_dataset
+    root = tmp_path_factory.mktemp("data")
+    # 200 evaluation images: one flipped prediction moves top-1 by 0.5 points.
+    return {"train": write_dataset(root / "train", 48, 80, seed=0),
+            "eval": write_dataset(root / "eval", 50, 80, seed=1)}
+
+
+@pytest.fixture(scope="session")
+def trained(dataset, tmp_path_factory):
+    """family → (trained torch model, its weights.pt), trained once per test run."""
+    from tests.trained import TRAIN_STEPS, train_and_save
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            cache[family] = train_and_save(family, dataset, tmp_path_factory.mktemp(family),
+                                           TRAIN_STEPS[family])
+        return cache[family]
+    return get
+
+
+@pytest.fixture(scope="session")
+def exported(dataset, trained, tmp_path_factory):
+    """family → (model, export directory, card) of `edgeexport export` on the trained net."""
+    from tests.trained import ALPHA, RES
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            model, weights = trained(family)
+            out = tmp_path_factory.mktemp(f"{family}-export")
+            card = json.loads(run_cli(
+                "export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
+                "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
+                "--target", "rpi4", "--out", out, "--json").stdout)
+            cache[family] = (model, out, card)
+        return cache[family]
+    return get
+
+
+@pytest.fixture(scope="session")
+def full_size_exports(tmp_path_factory):
+    """Full-size (α 1.0, 224 px) ONNX exports, untrained: latency does not depend on weights."""
+    cache = {}
+
+    def get(family):
+        if family not in cache:
+            out = tmp_path_factory.mktemp(f"{family}-224")
+            run_cli("export", family, "--formats", "onnx", "--out", out)
+            cache[family] = out
+        return cache[family]
+    return get

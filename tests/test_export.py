@@ -3,132 +3,38 @@ network trained here for seconds on synthetic images (nothing is downloaded)."""
 import json
 import pickle
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
 from edgeexport.analysis import analyze
-from edgeexport.calibration import Preprocessing, load_images
 from edgeexport.fileio import sha256
 from edgeexport.models import build, family as get_family
 from edgeexport.records import Variant
 from tests.conftest import assert_one_line_error, run_cli
-from tests.synthetic_data import CLASSES, train, write_dataset
-
-FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
-ALPHA, RES = 0.5, 64
-# Steps to converge on the stripes task (warm-up + cosine decay). MobileNetV3 needs more:
-# after 250 steps at a constant rate its activations were heavy-tailed (one image's maximum
-# 100× the median image's) and int8 collapsed to cosine 0.35; converged, it keeps ≥ 0.99.
-TRAIN_STEPS = {"mobilenet_v1": 300, "mobilenet_v2": 300, "mobilenet_v3_large": 800,
-               "mobilenet_v3_small": 1500}
-
-
-@pytest.fixture(scope="session")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    # 200 evaluation images: one flipped prediction moves top-1 by 0.5 points.
-    return {"train": write_dataset(root / "train", 48, 80, seed=0),
-            "eval": write_dataset(root / "eval", 50, 80, seed=1)}
-
-
-def _inputs(family, directory):
-    f = get_family(family)
-    return load_images(directory, Preprocessing.for_variant(RES, f.mean, f.std))
-
-
-def _train_and_save(family, dataset, directory, steps, **recipe):
-    data = _inputs(family, dataset["train"])
-    torch.manual_seed(0)
-    model = train(build(family, ALPHA, len(CLASSES)), data.inputs, data.labels, steps,
-                  **recipe)
-    path = directory / "weights.pt"
-    torch.save(model.state_dict(), path)
-    return model, path
-
-
-@pytest.fixture(scope="session")
-def trained(dataset, tmp_path_factory):
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            cache[family] = _train_and_save(family, dataset, tmp_path_factory.mktemp(family),
-                                            TRAIN_STEPS[family])
-        return cache[family]
-    return get
-
-
-@pytest.fixture(scope="session")
-def exported(dataset, trained, tmp_path_factory):
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            model, weights = trained(family)
-            out = tmp_path_factory.mktemp(f"{family}-export")
-            card = json.loads(run_cli(
-                "export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
-                "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
-                "--target", "rpi4", "--out", out, "--json").stdout)
-            cache[family] = (model, out, card)
-        return cache[family]
-    return get
-
-
-def _ort(path, inputs):
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([s.run(None, {s.get_inputs()[0].name: x[None]})[0] for x in inputs])
-
-
-def _litert(path, inputs_nchw):
-    """Feed the .tflite as an app would: NHWC, quantized with the model's own parameters."""
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    outs = []
-    for x in inputs_nchw:
-        x = x.transpose(1, 2, 0)[None]
-        if i["dtype"] != np.float32:
-            s, z = i["quantization"]
-            x = np.clip(np.round(x / s) + z, np.iinfo(i["dtype"]).min,
-                        np.iinfo(i["dtype"]).max).astype(i["dtype"])
-        it.set_tensor(i["index"], x)
-        it.invoke()
-        y = it.get_tensor(o["index"])
-        if o["dtype"] != np.float32:
-            s, z = o["quantization"]
-            y = (y.astype(np.float32) - z) * s
-        outs.append(y)
-    return np.concatenate(outs)
-
-
-def _cosine(a, b):
-    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
+                           ort_outputs, train_and_save)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_export_validates_against_pytorch(family, exported, dataset):
     model, out, card = exported(family)
-    evalset = _inputs(family, dataset["eval"])
+    evalset = inputs_for(family, dataset["eval"])
     with torch.no_grad():
         reference = model(torch.from_numpy(evalset.inputs)).numpy()
     # fp32 files compute what PyTorch computes.
-    for runner, name in ((_ort, "model.fp32.onnx"), (_litert, "model.fp32.tflite")):
+    for runner, name in ((ort_outputs, "model.fp32.onnx"), (litert_outputs, "model.fp32.tflite")):
         got = runner(out / name, evalset.inputs)
         assert np.abs(got - reference).max() <= 1e-4 * max(1, np.abs(reference).max()), name
     # int8 files stay close: cosine ≥ 0.99 against fp32.
-    fp32_onnx = _ort(out / "model.fp32.onnx", evalset.inputs)
-    assert _cosine(_ort(out / "model.int8.onnx", evalset.inputs), fp32_onnx) >= 0.99
-    assert _cosine(_litert(out / "model.int8.tflite", evalset.inputs), reference) >= 0.99
+    fp32_onnx = ort_outputs(out / "model.fp32.onnx", evalset.inputs)
+    assert cosine(ort_outputs(out / "model.int8.onnx", evalset.inputs), fp32_onnx) >= 0.99
+    assert cosine(litert_outputs(out / "model.int8.tflite", evalset.inputs), reference) >= 0.99
     # The card lists every file with its real hash and size.
     assert set(card["files"]) == {"analysis.json", "model.fp32.onnx", "model.int8.onnx",
                                   "model.fp32.tflite",
@@ -159,7 +65,7 @@ def test_export_without_weights_is_flagged(tmp_path):
 def test_int8_drift_is_detected_not_shipped(dataset, tmp_path_factory):
     """An under-trained V3 (250 steps, constant rate) has heavy-tailed activations that no
     int8 range fits: the export must refuse it, say where, and write nothing."""
-    model, weights = _train_and_save("mobilenet_v3_large", dataset,
+    model, weights = train_and_save("mobilenet_v3_large", dataset,
                                      tmp_path_factory.mktemp("immature"), 250, lr=2e-3,
                                      schedule="constant")
     out = tmp_path_factory.mktemp("refused")
@@ -178,7 +84,7 @@ def test_int8_drift_is_detected_not_shipped(dataset, tmp_path_factory):
     peaks = []
     handle = module.register_forward_hook(lambda m, i, o: peaks.append(float(o.abs().max())))
     with torch.no_grad():
-        for x in _inputs("mobilenet_v3_large", dataset["train"]).inputs:
+        for x in inputs_for("mobilenet_v3_large", dataset["train"]).inputs:
             model(torch.from_numpy(x[None]))
     handle.remove()
     assert int(ratio) >= 10
@@ -212,12 +118,12 @@ def test_int8_tflite_is_fully_integer(family, exported):
 
 def test_tiny_trained_model_keeps_top1_after_int8(exported, dataset):
     model, out, card = exported("mobilenet_v2")
-    evalset = _inputs("mobilenet_v2", dataset["eval"])
+    evalset = inputs_for("mobilenet_v2", dataset["eval"])
     assert len(evalset.inputs) == 200
     with torch.no_grad():
         fp32 = (model(torch.from_numpy(evalset.inputs)).numpy().argmax(1) == evalset.labels).mean()
     assert fp32 >= 0.8, "the tiny model must have learned the task for this test to mean anything"
-    for runner, name in ((_ort, "model.int8.onnx"), (_litert, "model.int8.tflite")):
+    for runner, name in ((ort_outputs, "model.int8.onnx"), (litert_outputs, "model.int8.tflite")):
         acc = (runner(out / name, evalset.inputs).argmax(1) == evalset.labels).mean()
         assert abs(acc - fp32) <= 0.01, (name, fp32, acc)
     # The card's own accuracy figures agree with the test's.
@@ -261,10 +167,10 @@ def test_uint8_tflite_interface(dataset, trained, tmp_path):
         "--eval", dataset["eval"], "--tflite-io", "uint8", "--out", tmp_path, "--json").stdout)
     spec = card["tflite"]["int8"]
     assert spec["input"]["dtype"] == "uint8" and spec["output"]["dtype"] == "uint8"
-    evalset = _inputs("mobilenet_v2", dataset["eval"])
+    evalset = inputs_for("mobilenet_v2", dataset["eval"])
     with torch.no_grad():
         reference = model(torch.from_numpy(evalset.inputs)).numpy()
-    assert _cosine(_litert(tmp_path / "model.int8.tflite", evalset.inputs), reference) >= 0.99
+    assert cosine(litert_outputs(tmp_path / "model.int8.tflite", evalset.inputs), reference) >= 0.99
 
 
 def test_card_input_recipe_reproduces_the_quantized_input(exported, dataset):

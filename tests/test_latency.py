@@ -3,7 +3,6 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
@@ -20,20 +19,6 @@ CSV = ROOT / "edgeexport" / "data" / "rpi4_mlperf_v1.0_krai_calibration.csv"
 MIN_KERNEL_COVERAGE = {"mobilenet_v3_small": 0.70}
 FULL = [("mobilenet_v1", "fp32"), ("mobilenet_v2", "fp32"), ("mobilenet_v3_large", "fp32"),
         ("mobilenet_v3_small", "fp32"), ("mobilenet_v1", "int8"), ("mobilenet_v2", "int8")]
-
-
-@pytest.fixture(scope="session")
-def full_size_exports(tmp_path_factory):
-    """Full-size (α 1.0, 224 px) ONNX exports, untrained: latency does not depend on weights."""
-    cache = {}
-
-    def get(family):
-        if family not in cache:
-            out = tmp_path_factory.mktemp(f"{family}-224")
-            run_cli("export", family, "--formats", "onnx", "--out", out)
-            cache[family] = out
-        return cache[family]
-    return get
 
 
 def _kernel_events_per_run(model: Path, runs: int = 3) -> int:

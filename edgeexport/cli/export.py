@@ -1,0 +1,62 @@
+"""`edgeexport export`: one variant to validated fp32/int8 ONNX and TFLite with card.json."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgeexport.cli.group import main
+from edgeexport.cli.options import json_option, target_option, variant_options
+from edgeexport.console import print_json, print_table
+from edgeexport.validate import INT8_MIN_COSINE
+
+
+@main.command()
+@variant_options
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
+              help="state_dict: .pt/.pth (loaded with weights_only=True) or .safetensors")
+@click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
+              help="calibration images: JPEG/PNG, flat or in class subfolders")
+@click.option("--eval", "eval_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="labelled images to validate on (default: held out from --calib)")
+@click.option("--labels", type=click.Path(path_type=Path, dir_okay=False),
+              help="class names, one per line, for card.json and app developers")
+@click.option("--calib-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]),
+              default="MinMax", show_default=True)
+@click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="at most this many calibration images")
+@target_option
+@click.option("--formats", default="onnx,tflite", show_default=True,
+              help="comma-separated: onnx, tflite")
+@click.option("--tflite-io", type=click.Choice(["int8", "uint8"]), default=None,
+              help="integer type of the .tflite input/output (default: the target's)")
+@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=INT8_MIN_COSINE,
+              show_default=True, help="int8 tolerance: least mean cosine vs the fp32 model")
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
+@json_option
+def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
+           calib_method, calib_size, target, formats, tflite_io, min_cosine, out, as_json):
+    """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
+    from edgeexport.export import ExportOptions, run_export
+    from edgeexport.records import Variant
+    opts = ExportOptions(
+        variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,
+        calib=calib, eval=eval_dir, labels=labels, calib_method=calib_method,
+        calib_size=calib_size, tflite_io_type=tflite_io, min_cosine=min_cosine)
+    stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
+        else (lambda s: None)
+    result = run_export(opts, on_stage=stage)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        print_json(result.card)
+        return
+    card = result.card
+    rows = [[name, v["cosine_mean"], v["top1_agreement"], v["max_abs_diff"]]
+            for name, v in card["validation"].items()]
+    print_table(f"{card['variant_id']} → {out}",
+                ["validation", "cosine", "top-1 agreement", "max |Δ|"], rows,
+                footer=[f"{name}: {f['bytes']:,} bytes, sha256 {f['sha256'][:16]}…"
+                        for name, f in card["files"].items()])

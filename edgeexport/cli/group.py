@@ -1,0 +1,46 @@
+"""The ``edgeexport`` click group: every error becomes one line on stderr and an exit code."""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from edgeexport.errors import UserError, ValidationError
+
+
+class OneLineErrors(click.Group):
+    """Usage and input errors print one line on stderr and exit non-zero; no traceback."""
+
+    def main(self, *args, **kwargs):
+        # The TFLite converter's C++ logging (spawned build workers inherit this too).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("edgeexport: aborted", err=True)
+            sys.exit(130)
+        except click.UsageError as e:
+            click.echo(f"edgeexport: error: {e.format_message()}", err=True)
+            sys.exit(2)
+        except (UserError, ValidationError) as e:
+            click.echo(f"edgeexport: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("edgeexport: interrupted", err=True)
+            sys.exit(130)
+        except Exception as e:
+            if os.environ.get("EDGEEXPORT_DEBUG"):
+                raise
+            click.echo(f"edgeexport: internal error: {e.__class__.__name__}: {e} "
+                       "(set EDGEEXPORT_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
+
+
+
+@click.group(cls=OneLineErrors)
+@click.version_option(package_name="edgeexport")
+def main():
+    """MobileNets from PyTorch to ONNX and int8 TFLite, measured per layer on the edge."""

@@ -1,0 +1,127 @@
+"""`edgeexport profile`, `estimate` and `calibrate`: measured and estimated latency."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeexport.cli.group import main
+from edgeexport.cli.options import _target, json_option, variant_options
+from edgeexport.console import print_json, print_table
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["onnxruntime", "litert"]), default=None,
+              help="default: from the file type; onnxruntime for an export directory")
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
+              show_default=True, help="which model of an export directory")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--target", "-t", default="local", show_default=True, callback=_target,
+              help="board whose power turns latency into energy")
+@json_option
+def profile(path, runtime, precision, threads, runs, warmup, target, as_json):
+    """Measure a model here: end-to-end and per-layer latency, and energy."""
+    from edgeexport.profile import profile as run_profile
+    report = run_profile(path, target, runtime, precision, threads, runs, warmup)
+    if as_json:
+        print_json(report)
+        return
+    print_latency_report(report)
+
+
+def print_latency_report(report: dict) -> None:
+    e2e, energy = report["end_to_end"], report["energy"]
+    measured = report["source"] == "measured"
+    if measured:
+        title = (f"MEASURED on {report['where']['cpu']}: {e2e['runtime']} "
+                 f"{e2e['runtime_version']}, {e2e['threads']} thread(s), {e2e['runs']} runs "
+                 f"after {e2e['warmup']} warm-up")
+        headline = (f"end to end: p50 {e2e['p50_ms']:.3f} ms, p90 {e2e['p90_ms']:.3f} ms, "
+                    f"mean {e2e['mean_ms']:.3f} ± {e2e['std_ms']:.3f} ms")
+    else:
+        title = (f"ESTIMATED for {report['target']} by {report['model']['name']} "
+                 f"(models {report['runtime']}; known error {report['model']['known_error']})")
+        headline = f"end to end: {e2e['latency_ms']:.3f} ms (estimate)"
+    rows = [[r["name"], r["op"], r["latency_ms"], r.get("macs"), r.get("params"),
+             r.get("energy_uj")] for r in report["layers"]
+            if r["latency_ms"] > 0 or (r.get("macs") or 0) > 0]
+    footer = [headline]
+    if "layer_sum_ms" in report:
+        footer.append(f"per-layer sum {report['layer_sum_ms']:.3f} ms (profiled runs took "
+                      f"{report['profiled_run_ms']:.3f} ms on average, "
+                      f"{report['profiler_overhead']:+.0%} against unprofiled runs)")
+    if energy["board_mj"] is not None:
+        footer.append(f"board energy {energy['board_mj']:.2f} mJ/inference "
+                      f"({energy['board_source']})")
+    if energy["compute_uj"] is not None:
+        footer.append(f"compute/memory proxy {energy['compute_uj']:.1f} µJ/inference "
+                      f"({energy['compute_source']})")
+    if report.get("layer_note"):
+        footer.append(report["layer_note"])
+    print_table(title, ["layer", "op", "latency ms", "MACs", "params", "energy µJ (proxy)"],
+                rows, footer)
+
+
+@main.command()
+@variant_options
+@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target,
+              help="built-in target name or a .toml file")
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
+              show_default=True)
+@json_option
+def estimate(family, alpha, resolution, num_classes, target, precision, as_json):
+    """Estimate per-layer latency and energy on a target that is not attached."""
+    from edgeexport.analysis import analyze
+    from edgeexport.estimate import estimate as run_estimate
+    from edgeexport.records import Variant
+    analysis = analyze(Variant(family, alpha, resolution, num_classes)).to_json()
+    report = run_estimate(analysis, target, precision)
+    if as_json:
+        print_json(report)
+        return
+    print_latency_report(report)
+
+
+@main.command()
+@click.option("--target", "-t", required=True, callback=_target,
+              help="the target whose latency model to fit")
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="CSV: model_family, width_multiplier, resolution, quantized, mean_latency_ms")
+@click.option("--runtime", default=None, help="what the measurements ran on (for the record)")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="write the target file with the new [latency_model] here")
+@json_option
+def calibrate(target, data, runtime, out, as_json):
+    """Fit a target's latency model to measurements; print leave-one-out errors per row."""
+    from edgeexport.analysis import analyze
+    from edgeexport.fileio import write_bytes
+    from edgeexport.latency_model import fit, network_features, read_measurements, toml_block
+    from edgeexport.records import Variant
+    measurements = read_measurements(data)
+    features = []
+    for m in measurements:
+        layers = analyze(Variant(m.family, m.alpha, m.resolution)).to_json()["layers"]
+        features.append(network_features(layers, m.precision))
+    fits = fit(measurements, features)
+    runtime = runtime or (target.latency_model.runtime if target.latency_model else "unknown")
+    block = toml_block(fits, runtime, f"edgeexport calibrate on {data.name} "
+                                      f"({len(measurements)} measurements)")
+    if out is not None:
+        head = target.source.split("[latency_model]")[0].rstrip() + "\n\n"
+        write_bytes(out, (head + block).encode())
+    if as_json:
+        print_json({"target": target.name, "fits": [f.to_json() for f in fits],
+                    "toml": block})
+        return
+    for f in fits:
+        print_table(f"{target.name} {f.precision}: leave-one-out (each row predicted by a fit "
+                    "without it)",
+                    ["variant", "measured ms", "fitted ms", "LOO predicted ms", "LOO error"],
+                    [[r["variant"], r["measured_ms"], r["fitted_ms"], r["loo_predicted_ms"],
+                      f"{100 * r['loo_error']:+.1f}%"] for r in f.rows],
+                    footer=[f"median |LOO error| {100 * f.loo_median_abs_error:.1f}%, "
+                            f"max {100 * f.loo_max_abs_error:.1f}%"])
+    click.echo(block)
