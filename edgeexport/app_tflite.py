@@ -160,3 +160,15 @@ def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSe
                     "to the input shape, feed the RGB uint8 pixels as they are, dequantize "
                     "the output.")
     return path, validation, record
+
+
+def app_description(variant, labels: list[str] | None) -> dict:
+    """The metadata's name/description/version/author/license for a variant."""
+    from importlib.metadata import version
+    return {"name": variant.id,
+            "description": f"{variant.family} α {variant.alpha}, {variant.resolution} px, "
+                           f"{variant.num_classes} classes; int8, exported by edgeexport",
+            "version": f"edgeexport {version('edgeexport')}",
+            "author": "edgeexport",
+            "license": "Apache-2.0 (edgeexport; the weights carry their own licence)",
+            "labels": tuple(labels) if labels is not None else None}

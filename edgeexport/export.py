@@ -83,7 +83,7 @@ def read_labels(path: Path | None, num_classes: int) -> list[str] | None:
 def tflite_available() -> str | None:
     """None if the TFLite toolchain imports, else what to install."""
     import importlib.util
-    for module in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"):
+    for module in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert", "mediapipe"):
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
@@ -165,11 +165,13 @@ def run_export(opts: ExportOptions,
         files[ANALYSIS] = staging / ANALYSIS
         tflite_info = None
         if "tflite" in opts.formats and tflite_missing is None:
+            from edgeexport.app_tflite import app_description
             from edgeexport.tflite_export import export_tflite
             on_stage("tflite")
             tflite_info = export_tflite(model, prep, calib, held_out, reference, staging,
                                         opts.tflite_io_type or opts.target.litert_io_type,
-                                        opts.calib_method, check_int8)
+                                        opts.calib_method, check_int8,
+                                        app_description(v, labels))
             files.update(tflite_info.pop("files"))
             validation.update(tflite_info.pop("validation"))
         on_stage("card")

@@ -106,7 +106,9 @@ def interface(path: Path, prep: Preprocessing) -> dict:
 
 def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
-                  method: str, check_int8: Callable) -> dict:
+                  method: str, check_int8: Callable, describe: dict) -> dict:
+    """``describe``: name/description/version/author/license/labels for the app file's
+    TFLite Metadata."""
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
     validation = {"tflite_fp32_vs_pytorch": require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
@@ -119,9 +121,18 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     validation["tflite_int8_vs_pytorch"] = check_int8(compare(
         "pytorch fp32", reference, "model.int8.tflite", run_litert(int8, held_out.inputs),
         held_out.labels)).to_json()
+    # ---- app-ready file (issue 12): uint8 pixels in, normalisation inside, metadata ----
+    from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
+    from edgeexport.tflite_runtime_version import runtime_requirement
+    app, validation["tflite_app_vs_pytorch"], app_record = build_app_tflite(
+        model, prep, calib, held_out, reference, staging, method, check_int8, describe)
+    requirements = {p.name: runtime_requirement(p).to_json() for p in (fp32, int8, app)}
+    # ---- end app-ready file ----
     return {
-        "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8},
+        "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8, APP_TFLITE: app},
         "validation": validation,
+        "app": app_record.to_json(),
+        "runtime_requirements": requirements,
         "fp32": interface(fp32, prep),
         "int8": {**interface(int8, prep), "operators": summary.op_histogram,
                  "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights, "
@@ -129,6 +140,6 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
                 else "moving average of per-image min/max"},
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
-        "metadata": "no TFLite Metadata embedded (its writer needs tflite-support, which "
-                    "needs TensorFlow); normalisation and labels are in card.json",
+        "metadata": "TFLite Metadata embedded in model.app.tflite only (see tflite.app); "
+                    "model.fp32/int8.tflite carry none: their normalisation is in card.json",
     }
