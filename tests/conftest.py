@@ -81,8 +81,11 @@ def trained(dataset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(dataset, trained, tmp_path_factory):
     """family → (model, export directory, card) of `edgeexport export` on the trained net."""
+    from tests.synthetic_data import CLASSES
     from tests.trained import ALPHA, RES
     cache = {}
+    labels = tmp_path_factory.mktemp("labels") / "labels.txt"
+    labels.write_text("\n".join(CLASSES) + "\n")
 
     def get(family):
         if family not in cache:
@@ -91,7 +94,7 @@ def exported(dataset, trained, tmp_path_factory):
             card = json.loads(run_cli(
                 "export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
                 "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
-                "--target", "rpi4", "--out", out, "--json").stdout)
+                "--labels", labels, "--target", "rpi4", "--out", out, "--json").stdout)
             cache[family] = (model, out, card)
         return cache[family]
     return get
@@ -109,3 +112,21 @@ def full_size_exports(tmp_path_factory):
             cache[family] = out
         return cache[family]
     return get
+
+
+# tflite-runtime 2.14, the last release Raspberry Pi OS users keep: its own venv (numpy < 2),
+# created once and kept in .venv/ across runs (the marker names exactly what was installed).
+TFLITE_RUNTIME_PINS = ("tflite-runtime==2.14.0", "numpy==1.26.4")
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python():
+    venv = ROOT / ".venv" / "tflite-runtime-2.14"
+    marker = venv / ".installed"
+    python = venv / "bin" / "python"
+    if not marker.is_file() or marker.read_text() != " ".join(TFLITE_RUNTIME_PINS):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *TFLITE_RUNTIME_PINS],
+                       check=True)
+        marker.write_text(" ".join(TFLITE_RUNTIME_PINS))
+    return python
