@@ -14,7 +14,7 @@ import torch
 
 from edgeexport.analysis import analyze
 from edgeexport.fileio import sha256
-from edgeexport.models import build, family as get_family
+from edgeexport.models import create_model, family as get_family
 from edgeexport.records import Variant
 from tests.conftest import assert_one_line_error, run_cli
 from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
@@ -225,12 +225,12 @@ def test_pickle_carrying_code_is_refused(out_dir, tmp_path):
 
 def test_wrong_shapes_are_named(out_dir, tmp_path):
     weights = tmp_path / "wide.pt"
-    torch.save(build("mobilenet_v2", 0.5, 4).state_dict(), weights)
+    torch.save(create_model("mobilenet_v2", 0.5, 4).state_dict(), weights)
     _fails_cleanly(out_dir, "--weights", weights, needle="wrong shapes: features.2.conv.2.weight")
 
 
 def test_missing_and_unexpected_keys_are_named(out_dir, tmp_path):
-    state = build("mobilenet_v2", 0.35, 4).state_dict()
+    state = create_model("mobilenet_v2", 0.35, 4).state_dict()
     state["extra.weight"] = state.pop("classifier.1.bias")
     weights = tmp_path / "keys.safetensors"
     from safetensors.torch import save_file

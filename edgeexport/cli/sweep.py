@@ -36,7 +36,7 @@ def build(target, models, alpha, resolution, weights, calib, formats, out, jobs,
     if weights is not None and not weights.is_dir():
         raise UserError(f"--weights {weights}: not a directory")
     if calib is not None:
-        from edgeexport.calibration import list_images
+        from edgeexport.imagesets import list_images
         list_images(calib)
     plan = BuildPlan(target=target, variants=default_grid(target, models, alpha, resolution),
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
