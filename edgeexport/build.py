@@ -55,7 +55,7 @@ class BuildOutcome:
 
 
 def default_grid(target: Target, families: list[str] | None, alphas: list[float] | None,
-                 resolutions: list[int] | None) -> list[Variant]:
+                 resolutions: list[int] | None, num_classes: int = 1000) -> list[Variant]:
     """The families' default α × resolution grids, narrowed by the target file, then by
     the command line."""
     from edgeexport.models import FAMILIES, family
@@ -65,7 +65,8 @@ def default_grid(target: Target, families: list[str] | None, alphas: list[float]
         grid = target.grid.get(name, {})
         fam_alphas = alphas or grid.get("alphas") or list(fam.alphas)
         fam_res = resolutions or grid.get("resolutions") or list(fam.resolutions)
-        variants += [Variant(name, float(a), int(r)) for a in fam_alphas for r in fam_res]
+        variants += [Variant(name, float(a), int(r), num_classes)
+                     for a in fam_alphas for r in fam_res]
     return variants
 
 
