@@ -13,14 +13,14 @@ loads without writing any preprocessing of its own.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from edgeexport.calibration import ImageSet, Preprocessing
+from edgeexport.app_card import AppTflite
+from edgeexport.imagesets import ImageSet, Preprocessing
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
 from edgeexport.runtimes import dequantize, litert_interpreter
@@ -83,25 +83,6 @@ def xnnpack_partitions(path: Path) -> dict:
     return {"partitions": len(delegates), "outside_delegate": outside}
 
 
-@dataclass
-class AppTflite:
-    """card.json → tflite.app: how an app calls model.app.tflite."""
-    file: str
-    input: dict
-    output: dict
-    xnnpack: dict
-    metadata: dict
-    operators: dict[str, int]
-    how_to_call: str
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "AppTflite":
-        return cls(**data)
-
-
 def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                      held_out: ImageSet, reference: np.ndarray, staging: Path, method: str,
                      check_int8: Callable, describe: dict) -> tuple[Path, dict, AppTflite]:
@@ -136,7 +117,7 @@ def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSe
                               f"partition(s), with {xnnpack['outside_delegate']} outside")
     candidate = run_app(path, to_pixels(held_out, prep))
     validation = check_int8(compare("pytorch fp32", reference, APP_TFLITE, candidate,
-                                    held_out.labels)).to_json()
+                                    held_out.labels))
     interpreter = litert_interpreter(path)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     out_scale, out_zero = out["quantization"]

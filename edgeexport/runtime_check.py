@@ -1,10 +1,9 @@
 """Measure an export's .tflite files in another TFLite runtime (e.g. tflite-runtime 2.14, what
 Raspberry Pi OS users keep) against LiteRT, on labelled or unlabelled images, and record the
-measured top-1 agreement in card.json (`tflite.runtime_checks`). Nothing is claimed for a
+measured top-1 agreement in card.json (`app_tflite.runtime_checks`). Nothing is claimed for a
 runtime that was not run: the card only lists what this measured."""
 from __future__ import annotations
 
-import json
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ CHECKED_FILES = ("model.int8.tflite", "model.app.tflite")
 
 @dataclass
 class RuntimeCheck:
-    """card.json → tflite.runtime_checks[i]: one measured comparison."""
+    """card.json → app_tflite.runtime_checks[i]: one measured comparison."""
     runtime: str
     reference: str
     images: str
@@ -29,19 +28,15 @@ class RuntimeCheck:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict) -> "RuntimeCheck":
-        return cls(**data)
-
 
 def model_inputs(export_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:
     """Normalised NCHW images → what each checked file takes (int8 quantized NHWC for the
     int8 file, uint8 pixels for the app file)."""
     from edgeexport.app_tflite import to_pixels
-    from edgeexport.calibration import Preprocessing
+    from edgeexport.imagesets import Preprocessing
     from edgeexport.runtimes import litert_interpreter, quantize
-    card = json.loads((export_dir / "card.json").read_text())
-    p = card["input"]["preprocessing"]
+    from edgeexport.artifacts import Card, read_record
+    p = read_record(export_dir, Card).input["preprocessing"]
     prep = Preprocessing.for_variant(p["resolution"], p["mean"], p["std"])
     inputs = {}
     for name in CHECKED_FILES:
@@ -84,11 +79,9 @@ def run_other_runtime(python: Path, export_dir: Path,
 
 
 def check_runtime(export_dir: Path, python: Path, images_dir: Path) -> RuntimeCheck:
-    from edgeexport.calibration import Preprocessing, load_images
-    card_path = export_dir / "card.json"
-    if not card_path.is_file():
-        raise UserError(f"{export_dir}: no card.json (not an export directory)")
-    p = json.loads(card_path.read_text())["input"]["preprocessing"]
+    from edgeexport.imagesets import Preprocessing, load_images
+    from edgeexport.artifacts import Card, read_record
+    p = read_record(export_dir, Card).input["preprocessing"]
     images = load_images(images_dir, Preprocessing.for_variant(p["resolution"], p["mean"],
                                                                p["std"]))
     inputs = model_inputs(export_dir, images.inputs)
@@ -107,14 +100,13 @@ def check_runtime(export_dir: Path, python: Path, images_dir: Path) -> RuntimeCh
                         images=f"{images.source}: {len(images.inputs)} images", files=files)
 
 
-def record_check(export_dir: Path, check: RuntimeCheck) -> dict:
+def record_check(export_dir: Path, check: RuntimeCheck) -> None:
     """Add (or replace, for the same runtime) the check in card.json, atomically."""
-    from edgeexport.fileio import write_json
-    card_path = export_dir / "card.json"
-    card = json.loads(card_path.read_text())
-    tflite = card.get("tflite") or {}
-    checks = [c for c in tflite.get("runtime_checks", []) if c["runtime"] != check.runtime]
-    tflite["runtime_checks"] = checks + [check.to_json()]
-    card["tflite"] = tflite
-    write_json(card_path, card)
-    return card
+    from edgeexport.artifacts import Card, read_record, write_record
+    card = read_record(export_dir, Card)
+    if card.app_tflite is None:
+        raise UserError(f"{export_dir}: card.json lists no app-ready .tflite (export with "
+                        "--formats tflite)")
+    others = [c for c in card.app_tflite.runtime_checks if c.runtime != check.runtime]
+    card.app_tflite.runtime_checks = others + [check]
+    write_record(export_dir, card)

@@ -16,9 +16,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgeexport.calibration import ImageSet, Preprocessing
+from edgeexport.artifacts import (TFLITE_APP_VS_PYTORCH, TFLITE_FP32_VS_PYTORCH,
+                                  TFLITE_INT8_VS_PYTORCH)
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
+from edgeexport.imagesets import ImageSet, Preprocessing
 from edgeexport.runtimes import litert_interpreter, run_litert
 from edgeexport.tflite_inspect import read_tflite
 from edgeexport.validate import compare, require_fp32_match
@@ -110,28 +112,28 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     """``describe``: name/description/version/author/license/labels for the app file's
     TFLite Metadata."""
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
-    validation = {"tflite_fp32_vs_pytorch": require_fp32_match(compare(
+    validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
-        held_out.labels)).to_json()}
+        held_out.labels))}
     int8 = quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type, method)
     summary = read_tflite(int8)
     problems = summary.full_integer_problems(io_type)
     if problems:
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
-    validation["tflite_int8_vs_pytorch"] = check_int8(compare(
+    validation[TFLITE_INT8_VS_PYTORCH] = check_int8(compare(
         "pytorch fp32", reference, "model.int8.tflite", run_litert(int8, held_out.inputs),
-        held_out.labels)).to_json()
+        held_out.labels))
     # ---- app-ready file (issue 12): uint8 pixels in, normalisation inside, metadata ----
     from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
     from edgeexport.tflite_runtime_version import runtime_requirement
-    app, validation["tflite_app_vs_pytorch"], app_record = build_app_tflite(
+    app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
         model, prep, calib, held_out, reference, staging, method, check_int8, describe)
-    requirements = {p.name: runtime_requirement(p).to_json() for p in (fp32, int8, app)}
+    requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
     # ---- end app-ready file ----
     return {
         "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8, APP_TFLITE: app},
         "validation": validation,
-        "app": app_record.to_json(),
+        "app": app_record,
         "runtime_requirements": requirements,
         "fp32": interface(fp32, prep),
         "int8": {**interface(int8, prep), "operators": summary.op_histogram,
@@ -140,6 +142,6 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
                 else "moving average of per-image min/max"},
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
-        "metadata": "TFLite Metadata embedded in model.app.tflite only (see tflite.app); "
+        "metadata": "TFLite Metadata embedded in model.app.tflite only (see app_tflite); "
                     "model.fp32/int8.tflite carry none: their normalisation is in card.json",
     }

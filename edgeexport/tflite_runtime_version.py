@@ -13,7 +13,7 @@ operators MobileNets use:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 # op_version.cc: version by the first input's tensor type (types not listed: version 1).
@@ -62,20 +62,13 @@ RUNTIME_FOR_OP_VERSION = {
 
 @dataclass
 class RuntimeRequirement:
-    """card.json → tflite.runtime_requirements[file]."""
+    """card.json → app_tflite.runtime_requirements[file]."""
     min_runtime: str | None  # None: some operator version is not in the table
     limiting: list[str]      # the operator versions that set it (or are unknown)
     op_versions: dict[str, int]
     declared_versions_raised: list[str]
     source: str = ("TFLite op_version.cc (version by input type) and runtime_version.cc "
                    "(op version → runtime), rows copied in edgeexport/tflite_runtime_version.py")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "RuntimeRequirement":
-        return cls(**data)
 
 
 def _key(version: str) -> tuple[int, ...]:

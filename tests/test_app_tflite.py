@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeexport.calibration import list_images
+from edgeexport.imagesets import list_images
 from tests.conftest import run_cli
 from tests.synthetic_data import CLASSES
 from tests.trained import FAMILIES, inputs_for
@@ -62,14 +62,14 @@ def test_app_file_is_one_xnnpack_partition_with_uint8_pixels_in(exported):
     assert inp["quantization"] == (1.0, 0)  # the tensor holds the pixels themselves
     kinds = [op["op_name"] for op in interpreter._get_ops_details()]
     assert kinds.count("DELEGATE") == 1
-    assert card["tflite"]["app"]["xnnpack"]["partitions"] == 1
+    assert card["app_tflite"]["app"]["xnnpack"]["partitions"] == 1
 
 
 def test_card_lists_the_app_file_and_the_runtime_each_file_needs(exported):
     _, out, card = exported("mobilenet_v2")
     assert "model.app.tflite" in card["files"]
     assert card["validation"]["tflite_app_vs_pytorch"]["cosine_mean"] >= 0.98
-    needs = card["tflite"]["runtime_requirements"]
+    needs = card["app_tflite"]["runtime_requirements"]
     # By hand from TFLite's tables: an int8 CONV_2D is version 3 (op_version.cc) → 1.14.0, the
     # FULLY_CONNECTED litert-torch writes is version 5 (keep_num_dims) → 2.0.0
     # (runtime_version.cc); nothing in a MobileNetV2 needs more.
@@ -103,7 +103,7 @@ def test_check_runtime_records_what_it_measured(exported, dataset, tflite_runtim
     shutil.copytree(out, copy)
     run_cli("check-runtime", copy, "--python", tflite_runtime_python,
             "--images", dataset["eval"])
-    checks = json.loads((copy / "card.json").read_text())["tflite"]["runtime_checks"]
+    checks = json.loads((copy / "card.json").read_text())["app_tflite"]["runtime_checks"]
     assert [c["runtime"].split(" (")[0] for c in checks] == ["tflite-runtime 2.14.0"]
     assert set(checks[0]["files"]) == {"model.int8.tflite", "model.app.tflite"}
     assert all(r["top1_agreement"] >= MIN_AGREEMENT for r in checks[0]["files"].values())
