@@ -25,7 +25,7 @@ from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
 from edgeexport.runtimes import dequantize, litert_interpreter
 from edgeexport.tflite_inspect import read_tflite
-from edgeexport.validate import compare
+from edgeexport.validate import Comparison, compare
 
 APP_TFLITE = "model.app.tflite"
 PIXEL_QUANTIZATION = (1.0, 0)  # uint8 input: real value = (q − 0) × 1 = the pixel
@@ -85,7 +85,8 @@ def xnnpack_partitions(path: Path) -> dict:
 
 def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                      held_out: ImageSet, reference: np.ndarray, staging: Path, method: str,
-                     check_int8: Callable, describe: dict) -> tuple[Path, dict, AppTflite]:
+                     check_int8: Callable, describe: dict,
+                     int8_file: Path) -> tuple[Path, Comparison, AppTflite]:
     """Convert, quantize, give uint8 pixel I/O, embed metadata, validate against PyTorch.
     ``describe``: name/description/version/author/license/labels for the metadata."""
     from edgeexport.tflite_export import convert_fp32, quantize_int8
@@ -109,12 +110,14 @@ def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSe
     if problems:
         raise ValidationError(f"{APP_TFLITE} is not fully integer: {'; '.join(problems)}")
     xnnpack = xnnpack_partitions(path)
-    # XNNPACK converts float↔int8 but not uint8↔int8: the two QUANTIZE ops at the uint8
-    # boundary run on the built-in kernels (one pass over the input bytes, one over the
-    # scores); everything between them must be one partition.
-    if xnnpack["partitions"] != 1 or xnnpack["outside_delegate"] != ["QUANTIZE", "QUANTIZE"]:
+    # The normalisation must not split the graph: the app file gets as many XNNPACK partitions
+    # as model.int8.tflite (1 for V1/V2; V3's int8 HARD_SWISH is not delegated by this
+    # XNNPACK, a property of the int8 graph). XNNPACK converts float↔int8 but not
+    # uint8↔int8: the two boundary QUANTIZE ops run on the built-in kernels.
+    int8_split = xnnpack_partitions(int8_file)
+    if xnnpack["partitions"] != int8_split["partitions"]:
         raise ValidationError(f"{APP_TFLITE}: XNNPACK runs it in {xnnpack['partitions']} "
-                              f"partition(s), with {xnnpack['outside_delegate']} outside")
+                              f"partition(s), model.int8.tflite in {int8_split['partitions']}")
     candidate = run_app(path, to_pixels(held_out, prep))
     validation = check_int8(compare("pytorch fp32", reference, APP_TFLITE, candidate,
                                     held_out.labels))
@@ -132,8 +135,9 @@ def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSe
                 "scores": "logits (no softmax)", "scale": float(out_scale),
                 "zero_point": int(out_zero),
                 "dequantize": "logits = (q - zero_point) * scale"},
-        xnnpack={**xnnpack, "measured_with": "ai-edge-litert Interpreter, default XNNPACK "
-                                             "delegate, _get_ops_details() DELEGATE count"},
+        xnnpack={**xnnpack, "model.int8.tflite_partitions": int8_split["partitions"],
+                 "measured_with": "ai-edge-litert Interpreter, default XNNPACK delegate, "
+                                  "_get_ops_details() DELEGATE count"},
         metadata=metadata_summary,
         operators=summary.op_histogram,
         how_to_call="MediaPipe Tasks ImageClassifier (Android/iOS/Python): pass the image, "

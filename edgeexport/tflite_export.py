@@ -127,7 +127,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
     from edgeexport.tflite_runtime_version import runtime_requirement
     app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
-        model, prep, calib, held_out, reference, staging, method, check_int8, describe)
+        model, prep, calib, held_out, reference, staging, method, check_int8, describe, int8)
     requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
     # ---- end app-ready file ----
     return {
