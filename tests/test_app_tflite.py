@@ -9,15 +9,27 @@ import torch
 from edgeexport.imagesets import list_images
 from tests.conftest import run_cli
 from tests.synthetic_data import CLASSES
-from tests.trained import FAMILIES, inputs_for
+from edgeexport.models import family as get_family
+from tests.trained import FAMILIES, RES, inputs_for
 
 MIN_AGREEMENT = 0.98
 
 
-def pytorch_top1(model, family, directory) -> np.ndarray:
-    """PyTorch on the card's preprocessing (resize, centre-crop, mean/std): the reference."""
+def pytorch_top1_full_frame(model, family, files) -> np.ndarray:
+    """PyTorch on the whole image resized to the input (bilinear), as MediaPipe's
+    ImageClassifier does (it does not centre-crop; on the V2 net, PyTorch on the card's
+    centre crop agreed with MediaPipe on 95.5% of these images: the framing differs, not
+    the model), then the family's mean/std."""
+    from PIL import Image
+    f = get_family(family)
+    mean, std = np.asarray(f.mean, np.float32), np.asarray(f.std, np.float32)
+    batch = []
+    for path in files:
+        with Image.open(path) as im:
+            x = np.asarray(im.convert("RGB").resize((RES, RES), Image.BILINEAR), np.float32)
+        batch.append(((x / 255 - mean) / std).transpose(2, 0, 1))
     with torch.no_grad():
-        return model(torch.from_numpy(inputs_for(family, directory).inputs)).numpy().argmax(1)
+        return model(torch.from_numpy(np.stack(batch))).numpy().argmax(1)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +59,7 @@ def test_mediapipe_classifies_the_app_file_with_its_embedded_labels(
     names = [classifier.classify(mp.Image.create_from_file(str(path)))
              .classifications[0].categories[0].category_name for path in files]
     assert set(names) <= set(CLASSES), names[:5]  # the names come from the embedded labels
-    reference = [CLASSES[i] for i in pytorch_top1(model, family, dataset["eval"])]
+    reference = [CLASSES[i] for i in pytorch_top1_full_frame(model, family, files)]
     agreement = np.mean(np.array(names) == np.array(reference))
     assert agreement >= MIN_AGREEMENT, f"{family}: MediaPipe agrees with PyTorch on {agreement}"
 
