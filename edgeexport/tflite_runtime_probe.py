@@ -1,10 +1,10 @@
 """Run .tflite files in another Python's TFLite interpreter (e.g. tflite-runtime 2.14 in its
-own venv with numpy < 2): `python tflite_runtime_probe.py INPUTS.npy OUT_DIR MODEL...`.
+own venv with numpy < 2): `python tflite_runtime_probe.py INPUTS.npz OUT_DIR MODEL...`.
 
 Standalone on purpose (standard library, numpy and tflite_runtime only): it is executed by an
-interpreter that cannot import edgeexport. Inputs are fed as stored (already in each model's
-input dtype is the caller's job: INPUTS.npy holds one array per model, in an .npz); raw outputs
-are written to OUT_DIR/<model file name>.npy, and the runtime's version to OUT_DIR/version.txt.
+interpreter that cannot import edgeexport. INPUTS.npz holds one array per model file name, in
+that model's input dtype, fed as stored; the raw outputs go to OUT_DIR/<model file name>.npy
+and the runtime's version to OUT_DIR/version.txt.
 """
 import sys
 from pathlib import Path
