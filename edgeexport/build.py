@@ -1,7 +1,7 @@
 """`edgeexport build`: the α/ρ sweep for a target, incremental and parallel.
 
-Exports run in parallel processes; measurements run afterwards one at a time, so that no
-timing is taken while another variant is being exported on the same cores. A variant's
+Where exports and measurements run is a Runner's job: here (LocalRunner: parallel export
+processes, then measurements one at a time) or on a Dask farm (edgeexport.farm). A variant's
 directory is complete when its build.json (written last, atomically) carries the cache key
 of its inputs; such a variant is not rebuilt, and an interrupted build resumes from there.
 """
@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Protocol
 
 from edgeexport.errors import UserError
 from edgeexport.fileio import file_entry, safe_relative, sha256, write_json
@@ -74,7 +74,7 @@ def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
     return None
 
 
-def _source_digest() -> str:
+def source_digest() -> str:
     """The pipeline's own code is an input too: a changed stage rebuilds everything."""
     import edgeexport
     import edgeexport.models
@@ -135,18 +135,25 @@ def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
                              calib=plan.calib))
 
 
-def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str) -> None:
-    """Profile here (onnxruntime per layer, LiteRT end to end), estimate for the target,
-    then seal the directory with build.json."""
-    from edgeexport.estimate import estimate
-    from edgeexport.profile import ANALYSIS, profile
+def measure_variant(target: Target, directory: Path) -> dict:
+    """Profile the export directory on this machine: onnxruntime per layer, LiteRT end to end."""
+    from edgeexport.profile import profile
     measured = {}
     for precision in ("int8", "fp32"):
         measured[f"onnxruntime_{precision}"] = profile(
-            directory, plan.target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+            directory, target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
         if (directory / f"model.{precision}.tflite").exists():
             measured[f"litert_{precision}"] = profile(
-                directory, plan.target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+                directory, target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+    return measured
+
+
+def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str, measured: dict,
+                 extra: dict | None = None) -> None:
+    """Write the measurements and the target's estimates, then seal the directory with
+    build.json (``extra``: further sections of build.json, e.g. where a farm ran each stage)."""
+    from edgeexport.estimate import estimate
+    from edgeexport.profile import ANALYSIS
     write_json(directory / "profile.json", measured)
     analysis = json.loads((directory / ANALYSIS).read_text())
     estimates = {}
@@ -156,30 +163,26 @@ def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str
     files = {p.name: file_entry(p) for p in sorted(directory.iterdir())
              if p.is_file() and p.name != BUILD_FILE and not p.name.startswith(".")}
     write_json(directory / BUILD_FILE, {"cache_key": key, "variant": variant.to_json(),
-                                        "files": files})
+                                        "files": files, **(extra or {})})
 
 
-def run_build(plan: BuildPlan,
-              on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None
-              ) -> BuildOutcome:
-    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed."""
-    start = time.perf_counter()
-    outcome = BuildOutcome()
-    root = plan.out / plan.target.name
-    root.mkdir(parents=True, exist_ok=True)
-    calib_digest = calibration_digest(plan.calib)
-    source = _source_digest()
-    keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
-    todo = []
-    for v in plan.variants:
-        if is_complete(root / v.id, keys[v.id]):
-            outcome.cached.append(v.id)
-            on_event(v.id, "cached", "")
-        else:
-            todo.append(v)
+class Runner(Protocol):
+    """Where a build's exports and measurements run: here (LocalRunner) or on a Dask farm
+    (edgeexport.farm.FarmRunner). Planning, caching and the index stay in run_build."""
 
-    exported = []
-    if todo:
+    def run(self, plan: BuildPlan, root: Path, todo: list[Variant], keys: dict[str, str],
+            on_event: Callable[[str, str, str], None]) -> Iterator[tuple[Variant, str | None]]:
+        """Export, measure and seal every variant of ``todo`` into root/<id>/; yield each
+        variant with None once sealed, or with a one-line reason once it failed."""
+        ...
+
+
+class LocalRunner:
+    """Exports in parallel processes on this machine, then measures here one at a time, so
+    that no timing is taken while another variant is being exported on the same cores."""
+
+    def run(self, plan, root, todo, keys, on_event):
+        exported = []
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
             futures = {}
@@ -193,23 +196,52 @@ def run_build(plan: BuildPlan,
                     exported.append(v)
                     on_event(v.id, "exported", "")
                 except Exception as e:  # one variant's failure must not stop the others
-                    outcome.failed[v.id] = _one_line(e)
-                    on_event(v.id, "failed", outcome.failed[v.id])
-    for v in sorted(exported, key=plan.variants.index):
-        on_event(v.id, "measure", "")
-        try:
-            measure_variant(v, plan, root / v.id, keys[v.id])
-            outcome.built.append(v.id)
-            on_event(v.id, "done", "")
-        except Exception as e:
-            outcome.failed[v.id] = _one_line(e)
-            on_event(v.id, "failed", outcome.failed[v.id])
+                    yield v, one_line(e)
+        for v in sorted(exported, key=plan.variants.index):
+            on_event(v.id, "measure", "")
+            try:
+                directory = root / v.id
+                seal_variant(v, plan, directory, keys[v.id],
+                             measure_variant(plan.target, directory))
+                yield v, None
+            except Exception as e:
+                yield v, one_line(e)
+
+
+def run_build(plan: BuildPlan,
+              on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None,
+              runner: Runner | None = None) -> BuildOutcome:
+    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed.
+    ``runner``: where exports and measurements run (default: here, LocalRunner)."""
+    start = time.perf_counter()
+    outcome = BuildOutcome()
+    root = plan.out / plan.target.name
+    root.mkdir(parents=True, exist_ok=True)
+    calib_digest = calibration_digest(plan.calib)
+    source = source_digest()
+    keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
+    todo = []
+    for v in plan.variants:
+        if is_complete(root / v.id, keys[v.id]):
+            outcome.cached.append(v.id)
+            on_event(v.id, "cached", "")
+        else:
+            todo.append(v)
+
+    if todo:
+        for v, failure in (runner or LocalRunner()).run(plan, root, todo, keys, on_event):
+            if failure is None:
+                outcome.built.append(v.id)
+                on_event(v.id, "done", "")
+            else:
+                outcome.failed[v.id] = failure
+                on_event(v.id, "failed", failure)
     write_index(plan, root, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def _one_line(e: Exception) -> str:
+def one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{e.__class__.__name__}: {text[0] if text else ''}"[:300]
 
