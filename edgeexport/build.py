@@ -75,12 +75,13 @@ def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
 
 
 def source_digest() -> str:
-    """The pipeline's own code is an input too: a changed stage rebuilds everything."""
-    import edgeexport
-    import edgeexport.models
+    """The pipeline's own code is an input too: a changed stage rebuilds everything. Found
+    without importing edgeexport.models (torch): a board with the light install computes it
+    too, to prove it measures with the same code."""
+    from importlib.util import find_spec
     digest = hashlib.sha256()
-    for package in (edgeexport, edgeexport.models):
-        root = Path(package.__file__).parent
+    for package in ("edgeexport", "edgeexport.models"):
+        root = Path(find_spec(package).submodule_search_locations[0])
         for path in sorted(root.glob("*.py")):
             digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()

@@ -28,7 +28,8 @@ from edgeexport.records import MIN_RESOLUTION
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default="dist",
               show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="variants exported in parallel (measurements always run one at a time)")
+              help="variants exported in parallel here (measurements always run one at a time; "
+                   "with --farm, the workers decide)")
 @click.option("--farm", metavar="tcp://HOST:PORT",
               help="run exports and measurements on this Dask scheduler's workers "
                    "(measurements on workers advertising the target as a resource)")
