@@ -24,76 +24,37 @@ machine. What comes back is still checked: names through safe_relative, bytes by
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgeexport.build import (BUILD_FILE, BuildPlan, export_variant, measure_variant,
-                              one_line, seal_variant, source_digest, weights_for)
+from edgeexport.artifacts import (ANALYSIS, FORMATS, PRECISIONS, BuildRecord, Measured,
+                                  model_file)
+from edgeexport.build import (BuildPlan, export_variant, measure_variant, one_line,
+                              seal_variant, source_digest, weights_for)
 from edgeexport.errors import UserError
 from edgeexport.filepack import FilePack
 from edgeexport.fileio import safe_relative
+from edgeexport.placement import Placement, WorkerRecord
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 from edgeexport.versions import tool_versions
 
 DEFAULT_TIMEOUT = 60.0
 POLL_SECONDS = 1.0
-MODEL_FILES = ("analysis.json", "model.int8.onnx", "model.fp32.onnx", "model.int8.tflite",
-               "model.fp32.tflite")
+# What a board needs to measure a variant (the analysis maps onnxruntime's nodes to layers).
+MEASURED_FILES = (ANALYSIS, *(model_file(p, f) for f in FORMATS for p in PRECISIONS))
 
 
 class FarmError(Exception):
     """A worker's answer that cannot be used (other code, other tools, a bad file)."""
-
-
-@dataclass(frozen=True)
-class WorkerRecord:
-    """A Dask worker as it describes itself, from inside the task it ran."""
-    hostname: str
-    pid: int
-    address: str
-    resources: dict[str, float]
-    nthreads: int
-
-    @classmethod
-    def here(cls) -> "WorkerRecord":
-        from distributed import get_worker
-        worker = get_worker()
-        return cls(socket.gethostname(), os.getpid(), worker.address,
-                   dict(worker.state.total_resources), worker.state.nthreads)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "WorkerRecord":
-        return cls(str(data["hostname"]), int(data["pid"]), str(data["address"]),
-                   {str(k): float(v) for k, v in data["resources"].items()},
-                   int(data["nthreads"]))
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the farm ran a variant's stages: the ``farm`` section of its build.json."""
-    exported_by: WorkerRecord
-    measured_by: WorkerRecord
-
-    def to_json(self) -> dict[str, Any]:
-        return {"exported_by": self.exported_by.to_json(),
-                "measured_by": self.measured_by.to_json()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Placement":
-        return cls(WorkerRecord.from_json(data["exported_by"]),
-                   WorkerRecord.from_json(data["measured_by"]))
 
 
 # ---- what runs on the workers ----
@@ -109,27 +70,29 @@ def export_task(variant: Variant, plan: BuildPlan, weights: FilePack | None,
     """Export one variant in a scratch directory of this worker; return its files."""
     with tempfile.TemporaryDirectory(prefix="edgeexport-export-") as scratch:
         scratch = Path(scratch)
-        here = replace(plan, weights_dir=None, calib=None)
+        here = dataclasses.replace(plan, weights_dir=None, calib=None)
         if weights is not None:
             weights.write(scratch / "weights")
-            here = replace(here, weights_dir=scratch / "weights")
+            here = dataclasses.replace(here, weights_dir=scratch / "weights")
         if calib is not None:
             calib.write(scratch / "calib")
-            here = replace(here, calib=scratch / "calib")
+            here = dataclasses.replace(here, calib=scratch / "calib")
         out = scratch / "out"
         export_variant(variant, here, out)
         if calib is not None:
-            _name_calibration_as_on_client(out / "card.json", here.calib, plan.calib)
+            _name_calibration_as_on_client(out, here.calib, plan.calib)
         return {"files": FilePack.of_directory(out), "worker": WorkerRecord.here(),
                 "source": source_digest(), "tools": tool_versions()}
 
 
-def _name_calibration_as_on_client(card: Path, worker_dir: Path, client_dir: Path) -> None:
+def _name_calibration_as_on_client(out: Path, worker_dir: Path, client_dir: Path) -> None:
     """The card names its calibration set by path: the client's, as a local build does
     (same inputs → same bytes), not this worker's scratch copy."""
-    import json
+    from edgeexport.artifacts import CARD
+    card = out / CARD
     quoted = lambda p: json.dumps(str(p))[1:-1]  # noqa: E731 (the path as it appears in JSON)
-    card.write_text(card.read_text().replace(quoted(worker_dir), quoted(client_dir)))
+    card.write_text(card.read_text("utf-8").replace(quoted(worker_dir), quoted(client_dir)),
+                    "utf-8")
 
 
 def measure_task(target: Target, models: FilePack) -> dict[str, Any]:
@@ -138,8 +101,9 @@ def measure_task(target: Target, models: FilePack) -> dict[str, Any]:
         scratch = Path(scratch)
         models.write(scratch)
         measured = measure_variant(target, scratch)
-    for report in measured.values():  # the model's name, not this worker's scratch path
-        report["model"] = PurePosixPath(report["model"]).name
+    # The model's name, not this worker's scratch path.
+    measured = {k: dataclasses.replace(m, model=PurePosixPath(m.model).name)
+                for k, m in measured.items()}
     return {"measured": measured, "worker": WorkerRecord.here(), "source": source_digest()}
 
 
@@ -183,7 +147,7 @@ class FarmRunner:
         exporters = self._wait_for_workers(client, resource, source, tools)
         calib = None
         if plan.calib is not None:
-            from edgeexport.calibration import list_images
+            from edgeexport.imagesets import list_images
             files, _, _ = list_images(plan.calib)
             pack = FilePack.of(plan.calib, [p.relative_to(plan.calib).as_posix() for p in files])
             calib = client.scatter(pack, workers=exporters, broadcast=True, hash=False)
@@ -211,7 +175,7 @@ class FarmRunner:
                     if stage == "export":
                         exported_by = _receive_export(result, directory, source, tools)
                         on_event(v.id, "exported", exported_by.address)
-                        models = FilePack.of(directory, [n for n in MODEL_FILES
+                        models = FilePack.of(directory, [n for n in MEASURED_FILES
                                                          if (directory / n).is_file()])
                         on_event(v.id, "measure", "")
                         measure = client.submit(measure_task, plan.target, models, pure=False,
@@ -221,7 +185,7 @@ class FarmRunner:
                     else:
                         measured, measured_by = _receive_measurement(result, directory, source)
                         seal_variant(v, plan, directory, keys[v.id], measured,
-                                     {"farm": Placement(exported_by, measured_by).to_json()})
+                                     Placement(exported_by, measured_by))
                         yield v, None
                 except Exception as e:  # one variant's failure must not stop the others
                     yield v, one_line(e)
@@ -296,8 +260,9 @@ def _receive_export(result: dict, directory: Path, source: str, tools: dict) -> 
         raise FarmError(f"worker {worker.address} exported with other code or tools "
                         f"({_difference(result, source, tools)})")
     files: FilePack = result["files"]
-    if BUILD_FILE in files.files:
-        raise FarmError(f"worker {worker.address} sent a {BUILD_FILE}: only this machine seals")
+    if BuildRecord.FILE in files.files:
+        raise FarmError(f"worker {worker.address} sent a {BuildRecord.FILE}: only this machine "
+                        "seals")
     incoming = directory.parent / f".{directory.name}.incoming"
     shutil.rmtree(incoming, ignore_errors=True)
     try:
@@ -310,11 +275,11 @@ def _receive_export(result: dict, directory: Path, source: str, tools: dict) -> 
 
 
 def _receive_measurement(result: dict, directory: Path, source: str
-                         ) -> tuple[dict, WorkerRecord]:
+                         ) -> tuple[dict[str, Measured], WorkerRecord]:
     worker = result["worker"]
     if result["source"] != source:
         raise FarmError(f"worker {worker.address} measured with other edgeexport code")
-    measured = result["measured"]
-    for report in measured.values():  # where the measured file is on this machine
-        report["model"] = str(safe_relative(directory, PurePosixPath(report["model"]).name))
+    # Each measurement names its model file as it is on this machine.
+    measured = {k: dataclasses.replace(m, model=str(safe_relative(directory, m.model)))
+                for k, m in result["measured"].items()}
     return measured, worker

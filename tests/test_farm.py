@@ -134,7 +134,7 @@ def test_exports_run_on_any_worker_and_measurements_only_on_the_board(farm, out)
     assert placement["measured_by"]["address"] == farm.board[1]
     assert placement["measured_by"]["resources"] == {"rpi4": 1.0}
     assert placement["measured_by"]["hostname"] == socket.gethostname()
-    profile = json.loads((out / "rpi4" / A / "profile.json").read_text())
+    profile = json.loads((out / "rpi4" / A / "profile.json").read_text())["measurements"]
     assert set(profile) == {"onnxruntime_int8", "onnxruntime_fp32"}
     # The report names the file as it is here, not in the worker's scratch directory.
     assert {Path(r["model"]).parent for r in profile.values()} == {out / "rpi4" / A}
