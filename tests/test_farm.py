@@ -91,8 +91,9 @@ class Farm:
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory):
+def farm(tmp_path_factory, dataset):
     farm = Farm(tmp_path_factory.mktemp("farm"))
+    farm.calib = dataset["train"]  # the builds' calibration images travel to the workers
     try:
         farm.plain = farm.start_worker()
         farm.board = farm.start_worker("rpi4=1")
@@ -106,11 +107,11 @@ def out(tmp_path_factory):
     return tmp_path_factory.mktemp("dist")
 
 
-def _args(out, farm_address, *variants):
+def _args(out, farm, *variants):
     models = ",".join(FAMILY[v] for v in variants)
     return ["build", "--target", "rpi4", "--models", models, "--alpha", "0.25",
-            "--resolution", "64", "--formats", "onnx", "--out", str(out),
-            "--farm", farm_address, "--farm-timeout", TIMEOUT, "--json"]
+            "--resolution", "64", "--formats", "onnx", "--calib", str(farm.calib),
+            "--out", str(out), "--farm", farm.address, "--farm-timeout", TIMEOUT, "--json"]
 
 
 def _placement(out, variant):
@@ -122,7 +123,7 @@ def _sealed(out):
 
 
 def test_exports_run_on_any_worker_and_measurements_only_on_the_board(farm, out):
-    proc = subprocess.Popen([*EDGEEXPORT, *_args(out, farm.address, A)],
+    proc = subprocess.Popen([*EDGEEXPORT, *_args(out, farm, A)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr
@@ -134,6 +135,13 @@ def test_exports_run_on_any_worker_and_measurements_only_on_the_board(farm, out)
     assert placement["measured_by"]["address"] == farm.board[1]
     assert placement["measured_by"]["resources"] == {"rpi4": 1.0}
     assert placement["measured_by"]["hostname"] == socket.gethostname()
+    # The calibration images went to the worker as bytes; the card names them as a local
+    # build does, by their path here, and counts all of them.
+    card = json.loads((out / "rpi4" / A / "card.json").read_text())
+    assert card["calibration"]["source"] == f"{farm.calib} (calibration split)"
+    assert "edgeexport-export-" not in json.dumps(card)
+    images = [p for p in farm.calib.rglob("*") if p.is_file()]
+    assert card["calibration"]["images"] + card["validation_set"]["images"] == len(images)
     profile = json.loads((out / "rpi4" / A / "profile.json").read_text())["measurements"]
     assert set(profile) == {"onnxruntime_int8", "onnxruntime_fp32"}
     # The report names the file as it is here, not in the worker's scratch directory.
@@ -142,7 +150,7 @@ def test_exports_run_on_any_worker_and_measurements_only_on_the_board(farm, out)
 
 def test_killing_the_board_mid_measurement_fails_cleanly_and_keeps_the_rest(farm, out):
     kept = _sealed(out)
-    proc = subprocess.Popen([*EDGEEXPORT, *_args(out, farm.address, A, B)],
+    proc = subprocess.Popen([*EDGEEXPORT, *_args(out, farm, A, B)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     board, address = farm.board
     deadline = time.time() + 900
@@ -156,7 +164,9 @@ def test_killing_the_board_mid_measurement_fails_cleanly_and_keeps_the_rest(farm
     else:
         proc.kill()
         pytest.fail(f"never saw the rpi4 worker holding {B}'s measurement: {proc.communicate()}")
-    stdout, stderr = proc.communicate(timeout=120)  # a hang would raise here
+    # Dask alone would wait for a board forever; a hang raises here (the guard is generous:
+    # after the 5 s timeout the build still writes its index and reports, slow on 2 cores).
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 1, stderr
     summary = json.loads(stdout)
     assert summary["cached"] == [A] and summary["built"] == []
@@ -172,7 +182,7 @@ def test_killing_the_board_mid_measurement_fails_cleanly_and_keeps_the_rest(farm
 def test_rerun_after_restarting_the_board_resumes(farm, out):
     kept = _sealed(out)
     farm.board = farm.start_worker("rpi4=1")
-    proc = run_cli(*_args(out, farm.address, A, B))
+    proc = run_cli(*_args(out, farm, A, B))
     summary = json.loads(proc.stdout)
     assert summary["cached"] == [A] and summary["built"] == [B] and summary["failed"] == {}
     assert {p: m for p, m in _sealed(out).items() if p in kept} == kept
@@ -183,7 +193,7 @@ def test_rerun_after_restarting_the_board_resumes(farm, out):
 
 def test_second_build_rebuilds_nothing(farm, out):
     before = _sealed(out)
-    summary = json.loads(run_cli(*_args(out, farm.address, A, B)).stdout)
+    summary = json.loads(run_cli(*_args(out, farm, A, B)).stdout)
     assert summary["built"] == [] and sorted(summary["cached"]) == [A, B]
     assert _sealed(out) == before
 
@@ -204,3 +214,21 @@ def test_unreachable_scheduler_is_a_one_line_error(tmp_path):
                    "--farm-timeout", "2", check=False)
     assert_one_line_error(proc, "scheduler", address)
     assert not (tmp_path / "rpi4" / "index.json").exists()
+
+
+def test_files_from_a_worker_are_checked_before_anything_is_written(tmp_path):
+    """FilePack: the hash sent with the bytes is checked against hashlib's, names against
+    '..' and absolute paths, and nothing is written unless every file passes."""
+    import hashlib
+
+    from edgeexport.filepack import FilePack, TransferError
+    good = b"model bytes"
+    digest = hashlib.sha256(good).hexdigest()
+    FilePack({"a/model.onnx": (digest, good)}).write(tmp_path / "ok")
+    assert (tmp_path / "ok" / "a" / "model.onnx").read_bytes() == good
+    for files in ({"model.onnx": (digest, good), "card.json": (digest, b"tampered")},
+                  {"model.onnx": (digest, good), "../escape.json": (digest, good)},
+                  {"model.onnx": (digest, good), "/etc/escape": (digest, good)}):
+        with pytest.raises(TransferError):
+            FilePack(files).write(tmp_path / "bad")
+        assert not (tmp_path / "bad").exists() and not (tmp_path / "escape.json").exists()
