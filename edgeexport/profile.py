@@ -145,12 +145,12 @@ COMPUTE_ROWS = ("conv", "depthwise", "pointwise", "linear", "se")
 
 
 def _compute_owner(static: list[dict]) -> dict[str, str]:
-    """act/bn row → the compute row it follows (where a fused kernel's time belongs)."""
+    """act/hardswish/bn row → the compute row it follows (where a fused kernel's time belongs)."""
     owner, last = {}, None
     for row in static:
         if row["op"] in COMPUTE_ROWS:
             last = row["name"]
-        elif row["op"] in ("act", "bn") and last is not None:
+        elif row["op"] in ("act", "hardswish", "bn") and last is not None:
             owner[row["name"]] = last
     return owner
 
