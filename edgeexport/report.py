@@ -14,12 +14,14 @@ from importlib import resources
 from pathlib import Path
 
 from edgeexport.fileio import write_bytes, write_json
+from edgeexport.latency_model import FAMILY_ALIASES
 from edgeexport.targets import Target, cpu_description
 
 FAMILY_COLORS = {"mobilenet_v1": "#1f77b4", "mobilenet_v2": "#d62728",
                  "mobilenet_v3_large": "#2ca02c", "mobilenet_v3_small": "#9467bd"}
-REFERENCE_CSV = "rpi4_mlperf_v1.0_krai_calibration.csv"
-ALIASES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2"}
+# issue 14: the data of rpi4's default latency model (tflite-ruy: TFLite 2.7.1, 1.8 GHz).
+REFERENCE_CSV = "rpi4_mlperf_v2.0_krai_calibration.csv"
+REFERENCE_RUNTIME = "tflite"
 
 
 def _rows(root: Path, entries: list[dict]) -> list[dict]:
@@ -48,15 +50,16 @@ def _estimated(row, precision):
 
 
 def reference_measurements(target: Target) -> list[dict]:
-    """Real measurements of the target shipped with edgeexport (rpi4: MLPerf v1.0)."""
+    """Real measurements of the target shipped with edgeexport (rpi4: MLPerf v2.0, the rows
+    of its default latency model's runtime)."""
     if target.name != "rpi4":
         return []
     text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
-    return [{"family": ALIASES.get(r["model_family"], r["model_family"]),
+    return [{"family": FAMILY_ALIASES.get(r["model_family"], r["model_family"]),
              "alpha": float(r["width_multiplier"]), "resolution": int(r["resolution"]),
              "precision": "int8" if r["quantized"] == "true" else "fp32",
              "latency_ms": float(r["mean_latency_ms"]), "top1": float(r["top1_percent"])}
-            for r in csv.DictReader(io.StringIO(text))]
+            for r in csv.DictReader(io.StringIO(text)) if r["runtime"] == REFERENCE_RUNTIME]
 
 
 def _png(fig) -> str:
