@@ -7,10 +7,12 @@ at 128 px with fewer MACs), one launch per kernel, and the extra cost per byte o
 element-wise ops MobileNetV3 adds and runtimes do not fuse into the convolution: hard-swish
 and the squeeze-excitation scale. Residual adds and pooling cost one kernel launch each: also
 charging their bytes made the leave-one-out predictions of V3 worse on the shipped data (the
-only family with adds among V1/V2 is one network per file). The coefficients are fitted per runtime and precision by
-non-negative least squares on relative error to whole-network measurements; a model additive
-over layers lets a fit on totals predict each layer, and the per-layer estimates sum to the
-total. A model is fitted at one clock and thread count; CLOCK_RULE moves it to another clock.
+only family with adds among V1/V2 is one network per file).
+
+The coefficients are fitted per runtime and precision by non-negative least squares on
+relative error to whole-network measurements; a model additive over layers lets a fit on
+totals predict each layer, and the per-layer estimates sum to the total. A model is fitted at
+one clock and thread count; CLOCK_RULE moves it to another clock.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 from edgeexport.errors import UserError
 from edgeexport.estimate import estimate
 from edgeexport.latency_model import (Measurement, analysed_features, fit_measurements,
-                                      fit_runtime, read_measurements)
+                                      fit_runtime, read_measurements, with_model)
 from edgeexport.targets import load_target
 from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
 
@@ -190,8 +190,10 @@ BASE_TARGET = (ROOT / "targets" / "rpi4.toml").read_text()
 @pytest.mark.parametrize("edit,field", [
     (lambda t: t.replace("load_w = 7.0", 'load_w = "lots"'), "power.load_w"),
     (lambda t: t.replace("cores = 4\n", ""), "cpu.cores"),
-    (lambda t: t.replace("ms_per_mb =", "ms_per_megabyte ="), "latency_model.tflite-ruy.fp32.ms_per_mb"),
-    (lambda t: t.replace("clock_mhz = 1800", "clock_mhz = 0"), "latency_model.tflite-ruy.clock_mhz"),
+    (lambda t: t.replace("ms_per_mb =", "ms_per_megabyte ="),
+     "latency_model.tflite-ruy.fp32.ms_per_mb"),
+    (lambda t: t.replace("clock_mhz = 1800", "clock_mhz = 0"),
+     "latency_model.tflite-ruy.clock_mhz"),
     (lambda t: t.replace("[latency_model.armnn]", "[latency_model.\"arm nn\"]"), "arm nn"),
     (lambda t: t.replace('activation_type = "uint8"', 'activation_type = "int4"'),
      "quantization.onnxruntime.activation_type"),
@@ -229,7 +231,8 @@ def test_a_clock_that_is_not_a_positive_number_is_refused(mhz, v2_analysis):
 
 def test_a_csv_mixing_runtimes_without_a_runtime_column_is_refused(tmp_path):
     both = [(r["model_family"], r["width_multiplier"], r["resolution"], r["quantized"],
-             r["mean_latency_ms"]) for r in _csv_rows(V2_CSV, "tflite") + _csv_rows(V2_CSV, "armnn")]
+             r["mean_latency_ms"])
+            for r in _csv_rows(V2_CSV, "tflite") + _csv_rows(V2_CSV, "armnn")]
     with pytest.raises(UserError) as e:
         read_measurements(_write_csv(tmp_path / "mixed.csv", both), "mine", 1800, 4)
     assert "mixing runtimes needs a runtime column" in str(e.value)
@@ -248,6 +251,16 @@ def test_fit_from_python_measurements_names_its_runtime_and_refuses_mixed_clocks
     ms[0].clock_mhz = 1800
     with pytest.raises(UserError, match="one runtime at one clock and thread count"):
         fit_measurements(ms)
+
+
+def test_a_refit_replaces_its_tables_in_place_and_keeps_comments():
+    text = ("[cpu]\nx = 1\n\n[latency_model.a]\nclock_mhz = 1\n\n[latency_model.a.fp32]\n"
+            "k = 1\n\n# about b\n[latency_model.b]\nclock_mhz = 2\n\n[grid.v1]\ny = 2\n")
+    out = with_model(text, "a", "[latency_model.a]\nclock_mhz = 9\n")
+    assert tomllib.loads(out) == {"cpu": {"x": 1}, "grid": {"v1": {"y": 2}},
+                                  "latency_model": {"a": {"clock_mhz": 9},
+                                                    "b": {"clock_mhz": 2}}}
+    assert list(tomllib.loads(out)["latency_model"]) == ["a", "b"] and "# about b" in out
 
 
 def test_old_single_runtime_target_layout_is_refused(tmp_path):
