@@ -3,12 +3,13 @@ command, from the target's fitted cost model for one runtime. Always labelled as
 which runtime's model, at which clock and thread count, with its known error."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
+from edgeexport.artifacts import Estimated, EstimatedEndToEnd, LayerLatency
 from edgeexport.energy import energy_summary, layer_energy_uj
 from edgeexport.errors import UserError
 from edgeexport.latency_model import CLOCK_RULE, at_clock, layer_ms
-from edgeexport.records import LayerCost
+from edgeexport.records import Analysis
 from edgeexport.targets import LatencyModel, Target
 
 MODEL_NAME = ("edgeexport per-layer linear cost model (MACs by op kind, bytes, dense-conv "
@@ -21,10 +22,10 @@ def target_clock_mhz(target: Target, model: LatencyModel) -> float:
     return model.clock_mhz if ghz is None else ghz * 1000
 
 
-def estimate(analysis: dict, target: Target, precision: str, runtime: str | None = None,
-             clock_mhz: float | None = None) -> dict:
-    """Estimate ``analysis`` (Analysis.to_json()) on ``target`` with the model of ``runtime``
-    (None: the target's first) at ``clock_mhz`` (None: the target's clock)."""
+def estimate(analysis: Analysis, target: Target, precision: str, runtime: str | None = None,
+             clock_mhz: float | None = None) -> Estimated:
+    """Estimate ``analysis`` on ``target`` with the model of ``runtime`` (None: the target's
+    first) at ``clock_mhz`` (None: the target's clock)."""
     model = target.latency_model_for(runtime)
     fit = getattr(model, precision)
     if fit is None:
@@ -32,40 +33,28 @@ def estimate(analysis: dict, target: Target, precision: str, runtime: str | None
                         f"{precision} fit")
     clock = target_clock_mhz(target, model) if clock_mhz is None else clock_mhz
     coeffs = at_clock(fit.coefficients, model.clock_mhz, clock)
-    family = analysis["variant"]["family"]
-    layers = []
-    for row in analysis["layers"]:
-        x = LayerCost(**row)
-        layers.append({"name": x.name, "op": x.op, "latency_ms": layer_ms(x, coeffs, precision),
-                       "macs": x.macs, "params": x.params,
-                       "energy_uj": layer_energy_uj(row, precision)})
-    latency = sum(x["latency_ms"] for x in layers) + coeffs.fixed_ms
-    energy = energy_summary(latency, sum(x["energy_uj"] for x in layers), target)
+    layers = [LayerLatency(x.name, x.op, layer_ms(x, coeffs, precision), x.macs, x.params,
+                           energy_uj=layer_energy_uj(x, precision)) for x in analysis.layers]
+    latency = sum(x.latency_ms for x in layers) + coeffs.fixed_ms
+    energy = energy_summary(latency, sum(x.energy_uj for x in layers), target)
     if fit.load_w is not None:  # the board power measured while this runtime ran
-        energy["board_mj"] = latency * fit.load_w
-        energy["board_source"] = (f"latency × {fit.load_w:.2f} W, the board power measured "
-                                  f"while {model.runtime} ran {precision} networks at "
-                                  f"{model.clock_mhz:g} MHz ({model.power_source})")
-    by_family = fit.loo_max_abs_error_by_family
-    return {
-        "source": "estimate",
-        "target": target.name,
-        "runtime": model.name,
-        "model": {"name": MODEL_NAME, "runtime": model.runtime, "clock_mhz": clock,
-                  "fit_clock_mhz": model.clock_mhz, "threads": model.threads,
-                  "clock_rule": None if clock == model.clock_mhz else
-                  f"scaled from the fit's {model.clock_mhz:g} MHz to {clock:g} MHz: "
-                  f"{CLOCK_RULE}",
-                  "coefficients": asdict(coeffs), "source": model.source,
-                  "known_error": model.known_error,
-                  "known_error_family": _family_error(by_family, family, precision) or
-                  model.known_error},
-        "precision": precision,
-        "variant": analysis["variant"],
-        "end_to_end": {"latency_ms": latency, "fixed_ms": coeffs.fixed_ms},
-        "layers": layers,
-        "energy": energy,
-    }
+        energy = replace(energy, board_mj=latency * fit.load_w, board_source=(
+            f"latency × {fit.load_w:.2f} W, the board power measured while {model.runtime} "
+            f"ran {precision} networks at {model.clock_mhz:g} MHz ({model.power_source})"))
+    family = analysis.variant.family
+    return Estimated(
+        target=target.name, runtime=model.name,
+        model={"name": MODEL_NAME, "runtime": model.runtime, "clock_mhz": clock,
+               "fit_clock_mhz": model.clock_mhz, "threads": model.threads,
+               "clock_rule": None if clock == model.clock_mhz else
+               f"scaled from the fit's {model.clock_mhz:g} MHz to {clock:g} MHz: {CLOCK_RULE}",
+               "coefficients": asdict(coeffs), "source": model.source,
+               "known_error": model.known_error,
+               "known_error_family": _family_error(fit.loo_max_abs_error_by_family, family,
+                                                   precision) or model.known_error},
+        precision=precision, variant=analysis.variant,
+        end_to_end=EstimatedEndToEnd(latency_ms=latency, fixed_ms=coeffs.fixed_ms),
+        layers=layers, energy=energy)
 
 
 def _family_error(by_family: dict[str, float] | None, family: str, precision: str) -> str | None:

@@ -27,12 +27,11 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.errors import UserError
-from edgeexport.records import LayerCost
+from edgeexport.models import family_of_alias
+from edgeexport.records import COMPUTE_OPS, DENSE_OPS, ELEMENTWISE_OPS, LayerCost
 from edgeexport.targets import COEFFICIENTS, RUNTIME_NAME, LatencyCoefficients
 
-DENSE_OPS = ("conv", "pointwise", "linear", "se")
-KERNEL_OPS = ("conv", "depthwise", "pointwise", "linear", "se", "add", "mul", "pool",
-              "hardswish")
+KERNEL_OPS = COMPUTE_OPS + ELEMENTWISE_OPS + ("hardswish",)
 # What each coefficient multiplies (same order as COEFFICIENTS, before fixed_ms).
 FEATURES = (
     ("ms_per_gmac_dense", "GMACs of conv, pointwise, linear and SE-conv rows"),
@@ -53,9 +52,6 @@ assert tuple(name for name, _ in FEATURES) + ("fixed_ms",) == COEFFICIENTS
 CLOCK_INDEPENDENT = ("ms_per_mb",)
 CLOCK_RULE = ("every coefficient but ms_per_mb (memory) × fit clock / clock: compute, "
               "per-kernel and fixed costs are CPU cycles, memory time follows the SDRAM clock")
-FAMILY_ALIASES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", "v3_large": "mobilenet_v3_large",
-                  "v3_small": "mobilenet_v3_small", "v3-large": "mobilenet_v3_large",
-                  "v3-small": "mobilenet_v3_small"}
 REQUIRED_COLUMNS = ("model_family", "width_multiplier", "resolution", "quantized",
                     "mean_latency_ms")
 
@@ -65,7 +61,7 @@ def layer_features(layer: LayerCost, precision: str) -> np.ndarray:
     op = layer.op
     weights = getattr(layer, f"weight_bytes_{precision}")
     activations = getattr(layer, f"activation_bytes_{precision}")
-    compute = op in DENSE_OPS or op == "depthwise"
+    compute = op in COMPUTE_OPS
     moved = weights + activations if compute else activations if op == "hardswish" else 0
     shape = layer.output_shape
     pixels = shape[2] * shape[3] if op in DENSE_OPS and len(shape) == 4 else 0
@@ -178,7 +174,7 @@ def read_measurements(path: Path, runtime: str | None = None, clock_mhz: float |
             if quantized not in ("true", "false"):
                 raise ValueError("quantized must be true or false")
             m = Measurement(
-                family=FAMILY_ALIASES.get(r["model_family"].strip(), r["model_family"].strip()),
+                family=family_of_alias(r["model_family"].strip()),
                 alpha=_number(r["width_multiplier"], "width_multiplier"),
                 resolution=int(r["resolution"]),
                 precision="int8" if quantized == "true" else "fp32",
@@ -330,8 +326,8 @@ def analysed_features(m: Measurement) -> np.ndarray:
     """network_features of a measurement's variant, from the static analysis (needs torch)."""
     from edgeexport.analysis import analyze
     from edgeexport.records import Variant
-    layers = analyze(Variant(m.family, m.alpha, m.resolution)).to_json()["layers"]
-    return network_features([LayerCost(**x) for x in layers], m.precision)
+    return network_features(analyze(Variant(m.family, m.alpha, m.resolution)).layers,
+                            m.precision)
 
 
 def fit_measurements(measurements: list[Measurement]) -> list[RuntimeFit]:

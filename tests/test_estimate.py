@@ -137,7 +137,7 @@ def test_estimate_text_names_runtime_clock_threads_and_known_error():
 def v2_analysis():
     from edgeexport.analysis import analyze
     from edgeexport.records import Variant
-    return analyze(Variant("mobilenet_v2", 0.5, 96)).to_json()
+    return analyze(Variant("mobilenet_v2", 0.5, 96))
 
 
 def test_another_clock_scales_compute_not_memory_and_says_so(v2_analysis):
@@ -145,13 +145,13 @@ def test_another_clock_scales_compute_not_memory_and_says_so(v2_analysis):
     doubles then triples; the memory part is T(1800) − compute."""
     rpi4 = load_target("rpi4")
     runs = {mhz: estimate(v2_analysis, rpi4, "fp32", None, mhz) for mhz in (1800, 900, 600)}
-    t = {mhz: r["end_to_end"]["latency_ms"] for mhz, r in runs.items()}
+    t = {mhz: r.end_to_end.latency_ms for mhz, r in runs.items()}
     compute = t[900] - t[1800]
     assert t[600] - t[1800] == pytest.approx(2 * compute)
     memory = t[1800] - compute
     assert 0 < memory < t[1800]
-    assert runs[1800]["model"]["clock_rule"] is None  # the target's clock is the fit's
-    assert "scaled from the fit's 1800 MHz to 900 MHz" in runs[900]["model"]["clock_rule"]
+    assert runs[1800].model["clock_rule"] is None  # the target's clock is the fit's
+    assert "scaled from the fit's 1800 MHz to 900 MHz" in runs[900].model["clock_rule"]
 
 
 def test_v3_hard_swish_rows_match_the_paper():
