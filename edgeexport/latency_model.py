@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.errors import UserError
-from edgeexport.models import family_of_alias
+from edgeexport.models import FAMILIES, family_of_alias
 from edgeexport.records import COMPUTE_OPS, DENSE_OPS, ELEMENTWISE_OPS, LayerCost
 from edgeexport.targets import COEFFICIENTS, RUNTIME_NAME, LatencyCoefficients
 
@@ -117,8 +117,12 @@ class Measurement:
 
     def check(self) -> "Measurement":
         """Refuse values no fit can use, naming the field."""
+        if self.family not in FAMILIES:
+            raise UserError(f"{self.label}: unknown model family {self.family!r} (known: "
+                            f"{', '.join(FAMILIES)})")
         if self.precision not in ("fp32", "int8"):
-            raise UserError(f"{self.label}: precision must be fp32 or int8, got {self.precision!r}")
+            raise UserError(f"{self.label}: precision must be fp32 or int8, got "
+                            f"{self.precision!r}")
         for name in ("alpha", "latency_ms", "clock_mhz"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -191,8 +195,9 @@ def read_measurements(path: Path, runtime: str | None = None, clock_mhz: float |
         read_runtimes.add(r["runtime"].strip() if "runtime" in columns else runtime)
         out.append(m.check())
     if not out:
+        has = sorted({r["runtime"].strip() for r in rows}) if "runtime" in columns else []
         raise UserError(f"{path}: no measurement rows"
-                        + (f" for runtime {runtime!r}" if runtime else ""))
+                        + (f" for runtime {runtime!r} (it has: {', '.join(has)})" if has else ""))
     if name is not None and len(read_runtimes) > 1:
         raise UserError(f"{path}: holds runtimes {', '.join(sorted(read_runtimes))}; pick the "
                         f"one to store as {name!r} with --runtime")

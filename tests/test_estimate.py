@@ -315,3 +315,23 @@ def test_calibrate_refuses_a_clock_of_zero(tmp_path):
                    _write_csv(tmp_path / "m.csv", SMALL_ROWS), "--runtime", "mine",
                    "--clock-mhz", 0, "--threads", 4, check=False)
     assert_one_line_error(proc, "row 2", "clock_mhz must be a finite number > 0")
+
+
+@pytest.mark.parametrize("row,needles", [
+    (("v4", 0.25, 128, "false", 5.1), ["row 3", "unknown model family 'v4'"]),
+    (("v1", 0.25, 128, "false", "nan"), ["row 3", "mean_latency_ms must be a finite number"]),
+    (("v1", 0.25, 128, "false", -5.1), ["row 3", "latency_ms must be a finite number > 0"]),
+    (("v1", 0.25, 128, "yes", 5.1), ["row 3", "quantized must be true or false"]),
+])
+def test_bad_measurement_rows_are_named(tmp_path, row, needles):
+    path = _write_csv(tmp_path / "m.csv", [SMALL_ROWS[0], row])
+    with pytest.raises(UserError) as e:
+        read_measurements(path, "mine", 1500, 4)
+    for needle in needles:
+        assert needle in str(e.value)
+
+
+def test_a_runtime_the_csv_does_not_hold_lists_what_it_holds():
+    with pytest.raises(UserError, match=r"no measurement rows for runtime 'onnxruntime' "
+                                        r"\(it has: armnn, tflite\)"):
+        read_measurements(V2_CSV, "onnxruntime", None, 4)
