@@ -245,9 +245,13 @@ def test_fit_from_python_measurements_names_its_runtime_and_refuses_mixed_clocks
     """The entry point for measurements taken on a board (not a CSV)."""
     ms = [Measurement("mobilenet_v1", a, r, "fp32", ms, "litert-xnnpack", 1500, 1)
           for _, a, r, _, ms in SMALL_ROWS]
-    fit, = fit_measurements(ms)
+    other = [Measurement("mobilenet_v1", a, r, "fp32", 2 * ms, "onnxruntime", 1500, 1)
+             for _, a, r, _, ms in SMALL_ROWS]
+    fit, fit2 = fit_measurements(ms + other)  # one model per runtime, in order of appearance
     assert (fit.runtime, fit.clock_mhz, fit.threads) == ("litert-xnnpack", 1500, 1)
     assert [r["measured_ms"] for r in fit.precisions[0].rows] == [r[4] for r in SMALL_ROWS]
+    assert fit2.runtime == "onnxruntime"
+    assert [r["measured_ms"] for r in fit2.precisions[0].rows] == [2 * r[4] for r in SMALL_ROWS]
     ms[0].clock_mhz = 1800
     with pytest.raises(UserError, match="one runtime at one clock and thread count"):
         fit_measurements(ms)
