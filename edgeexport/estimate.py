@@ -23,10 +23,15 @@ def target_clock_mhz(target: Target, model: LatencyModel) -> float:
 
 
 def estimate(analysis: Analysis, target: Target, precision: str, runtime: str | None = None,
-             clock_mhz: float | None = None) -> Estimated:
+             clock_mhz: float | None = None, threads: int | None = None) -> Estimated:
     """Estimate ``analysis`` on ``target`` with the model of ``runtime`` (None: the target's
-    first) at ``clock_mhz`` (None: the target's clock)."""
+    first) at ``clock_mhz`` (None: the target's clock). ``threads``, if given, must be the
+    model's: no rule moves a model to another thread count."""
     model = target.latency_model_for(runtime)
+    if threads is not None and threads != model.threads:
+        raise UserError(f"target {target.name}: the {model.name} latency model was measured at "
+                        f"{model.threads} thread(s), not {threads}; fit one at {threads} with "
+                        "`edgeexport calibrate --threads` under another runtime name")
     fit = getattr(model, precision)
     if fit is None:
         raise UserError(f"target {target.name}: the {model.name} latency model has no "

@@ -229,6 +229,13 @@ def test_a_clock_that_is_not_a_positive_number_is_refused(mhz, v2_analysis):
         estimate(v2_analysis, load_target("rpi4"), "int8", "armnn", mhz)
 
 
+def test_another_thread_count_than_the_models_is_refused(v2_analysis):
+    rpi4 = load_target("rpi4")
+    assert estimate(v2_analysis, rpi4, "int8", "armnn", None, 4).model["threads"] == 4
+    with pytest.raises(UserError, match="armnn latency model was measured at 4 thread"):
+        estimate(v2_analysis, rpi4, "int8", "armnn", None, 1)
+
+
 def test_a_csv_mixing_runtimes_without_a_runtime_column_is_refused(tmp_path):
     both = [(r["model_family"], r["width_multiplier"], r["resolution"], r["quantized"],
              r["mean_latency_ms"])

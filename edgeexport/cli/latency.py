@@ -78,15 +78,17 @@ def print_latency_report(report: Measured | Estimated) -> None:
               help="which of the target's latency models (default: the target's first)")
 @click.option("--clock-mhz", type=float, default=None,
               help="CPU clock to estimate for (default: the target's)")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="thread count (default and only choice: the model's)")
 @json_option
 def estimate(family, alpha, resolution, num_classes, target, precision, runtime, clock_mhz,
-             as_json):
+             threads, as_json):
     """Estimate per-layer latency and energy on a target that is not attached."""
     from edgeexport.analysis import analyze
     from edgeexport.estimate import estimate as run_estimate
     from edgeexport.records import Variant
     analysis = analyze(Variant(family, alpha, resolution, num_classes))
-    report = run_estimate(analysis, target, precision, runtime, clock_mhz)
+    report = run_estimate(analysis, target, precision, runtime, clock_mhz, threads)
     if as_json:
         print_json(dataclasses.asdict(report))
         return
