@@ -233,7 +233,8 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
     notes = [
         f"MEASURED: on {where}, onnxruntime and LiteRT (XNNPACK), 1 thread, p50 of 30 runs "
         "after 5 warm-up runs, measured one variant at a time.",
-        (f"ESTIMATED for {target.name}: {model.runtime}; cost model fitted by `edgeexport "
+        (f"ESTIMATED for {target.name}: runtime {model.name} ({model.runtime}) at "
+         f"{model.clock_mhz:g} MHz, {model.threads} thread(s); cost model fitted by `edgeexport "
          f"calibrate` ({model.source}); known error: {model.known_error}.") if model else
         f"No estimate: target {target.name} has no latency model.",
         "int8 cosine: onnxruntime int8 vs fp32 on held-out images; * = random weights, "
