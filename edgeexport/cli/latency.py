@@ -136,6 +136,10 @@ def calibrate(target, data, runtime, name, description, clock_mhz, threads, out,
         blocks.append(block)
         text = with_model(text, fit.runtime, block)
     if out is not None:
+        import tomllib
+
+        from edgeexport.targets import parse_target
+        parse_target(tomllib.loads(text), str(out), text)  # what is written loads as a target
         write_bytes(out, text.encode())
     if as_json:
         print_json({"target": target.name,
