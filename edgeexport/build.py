@@ -99,17 +99,16 @@ def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
 def source_digest() -> str:
     """The code that shapes a variant's files is an input too (the stage modules, the models,
     the target loader): a changed stage rebuilds everything; a changed report or CLI does not.
-    Found without importing the models (torch): a farm's board computes it too, to show it
-    measures with the same code."""
-    from importlib.util import find_spec
+    No torch import: a farm's board computes it too, to show it measures with the same code."""
+    import importlib.util
     digest = hashlib.sha256()
     for package in ("edgeexport", "edgeexport.models"):
-        root = Path(find_spec(package).submodule_search_locations[0])
-        for path in sorted(root.glob("*.py")):
+        (root,) = importlib.util.find_spec(package).submodule_search_locations
+        for path in sorted(Path(root).glob("*.py")):
             if package == "edgeexport" and path.name in NOT_SHAPING:
                 continue
             digest.update(path.name.encode() + path.read_bytes())
-    digest.update(Path(find_spec("edgeexport.targets").origin).read_bytes())
+    digest.update(Path(importlib.util.find_spec("edgeexport.targets").origin).read_bytes())
     return digest.hexdigest()
 
 

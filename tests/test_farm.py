@@ -118,8 +118,9 @@ def _placement(out, variant):
     return json.loads((out / "rpi4" / variant / "build.json").read_text())["farm"]
 
 
-def _sealed(out):
-    return {p: p.stat().st_mtime_ns for p in (out / "rpi4").glob("*/*") if p.is_file()}
+def _files(out, *variants):
+    """Every file of these variants with its mtime: unchanged mtimes = nothing rewritten."""
+    return {p: p.stat().st_mtime_ns for v in variants for p in (out / "rpi4" / v).iterdir()}
 
 
 def test_exports_run_on_any_worker_and_measurements_only_on_the_board(farm, out):
@@ -149,7 +150,7 @@ def test_exports_run_on_any_worker_and_measurements_only_on_the_board(farm, out)
 
 
 def test_killing_the_board_mid_measurement_fails_cleanly_and_keeps_the_rest(farm, out):
-    kept = _sealed(out)
+    kept = _files(out, A)
     proc = subprocess.Popen([*EDGEEXPORT, *_args(out, farm, A, B)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     board, address = farm.board
@@ -174,28 +175,28 @@ def test_killing_the_board_mid_measurement_fails_cleanly_and_keeps_the_rest(farm
     assert "rpi4" in summary["failed"][B] and "\n" not in summary["failed"][B]
     assert "Traceback" not in stderr
     assert not (out / "rpi4" / B / "build.json").exists()
-    assert _sealed(out) == kept  # A's files untouched
+    assert _files(out, A) == kept  # A's files untouched
     index = json.loads((out / "rpi4" / "index.json").read_text())
     assert [v["id"] for v in index["variants"]] == [A] and list(index["failed"]) == [B]
 
 
 def test_rerun_after_restarting_the_board_resumes(farm, out):
-    kept = _sealed(out)
+    kept = _files(out, A)
     farm.board = farm.start_worker("rpi4=1")
     proc = run_cli(*_args(out, farm, A, B))
     summary = json.loads(proc.stdout)
     assert summary["cached"] == [A] and summary["built"] == [B] and summary["failed"] == {}
-    assert {p: m for p, m in _sealed(out).items() if p in kept} == kept
+    assert _files(out, A) == kept
     placement = _placement(out, B)
     assert placement["measured_by"]["pid"] == farm.board[0].pid
     assert placement["exported_by"]["pid"] in {p.pid for p in farm.procs[1:]}
 
 
 def test_second_build_rebuilds_nothing(farm, out):
-    before = _sealed(out)
+    before = _files(out, A, B)
     summary = json.loads(run_cli(*_args(out, farm, A, B)).stdout)
     assert summary["built"] == [] and sorted(summary["cached"]) == [A, B]
-    assert _sealed(out) == before
+    assert _files(out, A, B) == before
 
 
 def test_no_worker_with_the_target_resource_is_a_one_line_error(farm, tmp_path):
