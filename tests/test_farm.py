@@ -5,15 +5,16 @@ so the worker is that process) and the resources it was started with. The build.
 under test are written from what each worker said about itself inside the task it ran.
 
 The tests run in order on one output directory (the farm's work is costly: each export is a
-real one), ONNX only, 64 px, α 0.25:
-1. build A: exported by either worker, measured by the rpi4 one;
+real one), ONNX only, 64 px, α 0.25, calibrated on the session's synthetic images (sent to the
+workers as bytes):
+1. build A: exported by either worker, measured by the rpi4 one, the card naming the
+   calibration set by its path here;
 2. build A+B, the rpi4 worker killed while it holds B's measurement: B fails in one line
    after the timeout, A stays sealed, exit code 1, no hang;
 3. the rpi4 worker restarted, rerun: A unchanged, B built and measured by the new worker;
 4. rerun: nothing rebuilt.
 """
 import json
-import os
 import signal
 import socket
 import subprocess
