@@ -36,7 +36,7 @@ def model_inputs(export_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:
     from edgeexport.imagesets import Preprocessing
     from edgeexport.runtimes import litert_interpreter, quantize
     from edgeexport.artifacts import Card, read_record
-    p = read_record(export_dir, Card).input["preprocessing"]
+    p = read_record(export_dir, Card).input.preprocessing
     prep = Preprocessing.for_variant(p["resolution"], p["mean"], p["std"])
     inputs = {}
     for name in CHECKED_FILES:
@@ -81,7 +81,7 @@ def run_other_runtime(python: Path, export_dir: Path,
 def check_runtime(export_dir: Path, python: Path, images_dir: Path) -> RuntimeCheck:
     from edgeexport.imagesets import Preprocessing, load_images
     from edgeexport.artifacts import Card, read_record
-    p = read_record(export_dir, Card).input["preprocessing"]
+    p = read_record(export_dir, Card).input.preprocessing
     images = load_images(images_dir, Preprocessing.for_variant(p["resolution"], p["mean"],
                                                                p["std"]))
     inputs = model_inputs(export_dir, images.inputs)
