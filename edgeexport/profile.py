@@ -34,13 +34,7 @@ def resolve_model(path: Path, runtime: str | None, precision: str) -> tuple[Path
         if not model.is_file():
             raise UserError(f"{path}: no model.{precision}.{suffix} (is it an export directory?)")
         analysis_path = path / ANALYSIS
-        analysis = None
-        if analysis_path.is_file():
-            try:
-                analysis = json.loads(analysis_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise UserError(f"{analysis_path}: not valid JSON") from None
-        return model, runtime, analysis
+        return model, runtime, read_analysis(analysis_path) if analysis_path.is_file() else None
     if not path.is_file():
         raise UserError(f"{path}: no such file or directory")
     inferred = {".onnx": "onnxruntime", ".tflite": "litert"}.get(path.suffix)
@@ -49,6 +43,15 @@ def resolve_model(path: Path, runtime: str | None, precision: str) -> tuple[Path
     if runtime and runtime != inferred:
         raise UserError(f"{path}: a {path.suffix} file cannot run in {runtime}")
     return path, inferred, None
+
+
+def read_analysis(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path}: not valid JSON") from None
 
 
 def _stats(times_ms: list[float]) -> dict:
@@ -205,8 +208,15 @@ def attribute(per_node: list[tuple[str, str, float]], analysis: dict | None) -> 
 
 
 def profile(path: Path, target: Target, runtime: str | None = None, precision: str = "int8",
-            threads: int = 1, runs: int = 50, warmup: int = 10) -> dict:
+            threads: int = 1, runs: int = 50, warmup: int = 10,
+            analysis_path: Path | None = None) -> dict:
+    """``analysis_path``: the static analysis for a bare model file (a board's cache holds
+    the model and its analysis.json apart)."""
+    from edgeexport.board_facts import gather
     model, runtime, analysis = resolve_model(path, runtime, precision)
+    if analysis_path is not None:
+        analysis = read_analysis(analysis_path)
+    board = gather()  # before timing: the state the runs start from
     if runtime == "onnxruntime":
         import onnxruntime
         version = onnxruntime.__version__
@@ -223,6 +233,7 @@ def profile(path: Path, target: Target, runtime: str | None = None, precision: s
                   "target_profile": target.name},
         "model": str(model), "precision": precision, "end_to_end": end_to_end,
         "variant": analysis.get("variant") if analysis else None,
+        "board": board.to_json(), "board_warnings": board.warnings(),
     }
     layers: list[dict] = []
     if runtime == "onnxruntime":

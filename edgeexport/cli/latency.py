@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import _target, json_option, variant_options
+from edgeexport.cli.options import (_target, device_options, json_option, resolve_device,
+                                    variant_options)
 from edgeexport.console import print_json, print_table
 
 
@@ -21,11 +22,25 @@ from edgeexport.console import print_json, print_table
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--target", "-t", default="local", show_default=True, callback=_target,
               help="board whose power turns latency into energy")
+@click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
+              help="analysis.json for a bare model file (per-layer rows by layer name)")
+@device_options
 @json_option
-def profile(path, runtime, precision, threads, runs, warmup, target, as_json):
-    """Measure a model here: end-to-end and per-layer latency, and energy."""
-    from edgeexport.profile import profile as run_profile
-    report = run_profile(path, target, runtime, precision, threads, runs, warmup)
+def profile(path, runtime, precision, threads, runs, warmup, target, analysis, device_spec,
+            ssh_config, as_json):
+    """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
+    energy."""
+    device = resolve_device(device_spec, ssh_config, target)
+    if device is not None:
+        from edgeexport.device import profile_on_device
+        report = profile_on_device(path, device, target, runtime, precision, threads, runs,
+                                   warmup, analysis)
+    else:
+        from edgeexport.profile import profile as run_profile
+        report = run_profile(path, target, runtime, precision, threads, runs, warmup, analysis)
+    for warning in report.get("board_warnings", []):
+        click.echo(f"edgeexport: warning: {report['where'].get('device', 'this machine')}: "
+                   f"{warning}", err=True)
     if as_json:
         print_json(report)
         return
@@ -36,7 +51,9 @@ def print_latency_report(report: dict) -> None:
     e2e, energy = report["end_to_end"], report["energy"]
     measured = report["source"] == "measured"
     if measured:
-        title = (f"MEASURED on {report['where']['cpu']}: {e2e['runtime']} "
+        where = report["where"]
+        place = f"board {where['device']}, " if where.get("device") else ""
+        title = (f"MEASURED on {place}{where['cpu']}: {e2e['runtime']} "
                  f"{e2e['runtime_version']}, {e2e['threads']} thread(s), {e2e['runs']} runs "
                  f"after {e2e['warmup']} warm-up")
         headline = (f"end to end: p50 {e2e['p50_ms']:.3f} ms, p90 {e2e['p90_ms']:.3f} ms, "
