@@ -15,12 +15,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from edgeexport.errors import UserError
 from edgeexport.fileio import file_entry, safe_relative, sha256, write_json
 from edgeexport.records import Variant
 from edgeexport.targets import Target
+
+if TYPE_CHECKING:
+    from edgeexport.device import Device
 
 BUILD_FILE = "build.json"
 INDEX = "index.json"
@@ -37,6 +40,7 @@ class BuildPlan:
     calib: Path | None = None
     jobs: int = 1
     formats: tuple[str, ...] = ("onnx", "tflite")
+    device: "Device | None" = None  # measure on this board over SSH instead of here
 
 
 @dataclass
@@ -45,6 +49,7 @@ class BuildOutcome:
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    device_error: str | None = None  # the board became unusable; later variants not measured
 
 
 def default_grid(target: Target, families: list[str] | None, alphas: list[float] | None,
@@ -105,6 +110,8 @@ def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str)
     parts = {"variant": variant.to_json(), "weights": sha256(weights) if weights else None,
              "calibration": calib_digest, "tools": tool_versions(), "source": source,
              "target": hashlib.sha256(target.encode()).hexdigest(), "formats": plan.formats}
+    if plan.device is not None:  # measured on a board: not interchangeable with a local build
+        parts["device"] = plan.device.name
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -135,18 +142,30 @@ def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
                              calib=plan.calib))
 
 
-def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str) -> None:
-    """Profile here (onnxruntime per layer, LiteRT end to end), estimate for the target,
-    then seal the directory with build.json."""
-    from edgeexport.estimate import estimate
-    from edgeexport.profile import ANALYSIS, profile
+def measure_here(directory: Path, target: Target) -> dict:
+    from edgeexport.profile import profile
     measured = {}
     for precision in ("int8", "fp32"):
         measured[f"onnxruntime_{precision}"] = profile(
-            directory, plan.target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+            directory, target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
         if (directory / f"model.{precision}.tflite").exists():
             measured[f"litert_{precision}"] = profile(
-                directory, plan.target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+                directory, target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+    return measured
+
+
+def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str) -> None:
+    """Profile here or on the plan's board (onnxruntime per layer, LiteRT end to end),
+    estimate for the target,
+    then seal the directory with build.json."""
+    from edgeexport.estimate import estimate
+    from edgeexport.profile import ANALYSIS
+    if plan.device is not None:
+        from edgeexport.device import measure_on_device
+        measured = measure_on_device(directory, plan.device, plan.target, PROFILE_RUNS,
+                                     PROFILE_WARMUP)
+    else:
+        measured = measure_here(directory, plan.target)
     write_json(directory / "profile.json", measured)
     analysis = json.loads((directory / ANALYSIS).read_text())
     estimates = {}
@@ -165,6 +184,10 @@ def run_build(plan: BuildPlan,
     """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed."""
     start = time.perf_counter()
     outcome = BuildOutcome()
+    if plan.device is not None:  # before any work: a board that cannot measure stops here
+        from edgeexport.device import board_facts
+        for warning in board_facts(plan.device).warnings():
+            on_event(plan.device.name, "warning", warning)
     root = plan.out / plan.target.name
     root.mkdir(parents=True, exist_ok=True)
     calib_digest = calibration_digest(plan.calib)
@@ -195,12 +218,21 @@ def run_build(plan: BuildPlan,
                 except Exception as e:  # one variant's failure must not stop the others
                     outcome.failed[v.id] = _one_line(e)
                     on_event(v.id, "failed", outcome.failed[v.id])
+    from edgeexport.device import DeviceError
     for v in sorted(exported, key=plan.variants.index):
+        if outcome.device_error is not None:  # the board is gone: the rest wait for a rerun
+            outcome.failed[v.id] = f"not measured: {outcome.device_error}"
+            on_event(v.id, "failed", outcome.failed[v.id])
+            continue
         on_event(v.id, "measure", "")
         try:
             measure_variant(v, plan, root / v.id, keys[v.id])
             outcome.built.append(v.id)
             on_event(v.id, "done", "")
+        except DeviceError as e:
+            outcome.device_error = str(e)
+            outcome.failed[v.id] = str(e)
+            on_event(v.id, "failed", outcome.failed[v.id])
         except Exception as e:
             outcome.failed[v.id] = _one_line(e)
             on_event(v.id, "failed", outcome.failed[v.id])
@@ -225,6 +257,10 @@ def headline(directory: Path) -> dict:
     for precision, report in estimates.items():
         head[f"estimated_{precision}_ms"] = report["end_to_end"]["latency_ms"]
         head[f"estimated_{precision}_board_mj"] = report["energy"]["board_mj"]
+    from edgeexport.board_report import estimate_error
+    error = estimate_error({"measured": measured, "estimates": estimates})
+    if error is not None:  # measured on the target's board: how far off the estimate was
+        head["estimated_int8_error_vs_board"] = error
     return head
 
 

@@ -1,6 +1,6 @@
 """Measure on a board over SSH, through the user's own OpenSSH client and set-up.
 
-``ssh``/``scp`` run as subprocesses with ``BatchMode=yes`` (no prompt ever blocks a build) and
+``ssh``/``sftp`` run as subprocesses with ``BatchMode=yes`` (no prompt ever blocks a build) and
 a connect timeout, so keys, the agent and ``~/.ssh/config`` aliases work as in a terminal.
 Models go to the board's content-addressed cache once (``edgeexport.model_cache``), and the
 board's own ``edgeexport profile --json`` measures them; its reports come back unchanged, with
@@ -138,17 +138,21 @@ def run(device: Device, argv: list[str], timeout: float | None = None) -> str:
     return proc.stdout
 
 
-def copy(device: Device, local: Path, remote: str) -> None:
-    """One file to the board with scp (the user's configuration, no prompt)."""
-    proc = subprocess.run(["scp", "-q", *_options(device, "-P"), str(local),
-                           f"{device.host}:{remote}"], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+def copy(device: Device, pairs: list[tuple[Path, str]]) -> None:
+    """Local files to board paths over one SFTP session (``sftp -b``: stops at the first
+    failure, no prompt)."""
+    for local, remote in pairs:
+        if '"' in str(local) + remote or "\n" in str(local) + remote:
+            raise UserError(f"cannot copy {local}: a path with a quote or newline")
+    batch = "".join(f'put "{local}" "{remote}"\n' for local, remote in pairs)
+    proc = subprocess.run(["sftp", "-q", "-b", "-", *_options(device, "-P"), device.host],
+                          input=batch, capture_output=True, text=True)
     if proc.returncode != 0:
-        if "Permission denied" in proc.stderr or "Connection" in proc.stderr \
-                or "lost connection" in proc.stderr:
+        if proc.returncode == 255 or "Connection" in proc.stderr:
             raise _ssh_failure(device, proc.stderr)
-        raise DeviceError(f"board {device.name}: copying {local.name} failed "
-                          f"({proc.stderr.strip().splitlines()[-1:]})")
+        lines = proc.stderr.strip().splitlines()
+        raise DeviceError(f"board {device.name}: copying models failed "
+                          f"({lines[-1] if lines else f'sftp exit {proc.returncode}'})")
 
 
 def local_version() -> str:
@@ -202,10 +206,10 @@ def ensure_cached(device: Device, files: dict[str, Path],
                                         *entries.values()], timeout=120))
     root = answer["root"]
     missing = [name for name, entry in entries.items() if answer["entries"][entry] != CACHED]
-    for name in missing:
-        digest = entries[name].split("/")[0]
-        copy(device, files[name], f"{root}/{digest}/{partial_name(name)}")
-        transfers.copied.append(name)
+    if missing:
+        copy(device, [(files[n], f"{root}/{entries[n].split('/')[0]}/{partial_name(n)}")
+                      for n in missing])
+        transfers.copied += missing
     transfers.cached += [n for n in entries if n not in missing]
     if missing:
         again = _json(device, run(device, [device.edgeexport, "device", "cache", "--json",

@@ -109,8 +109,8 @@ class Board:
                  f"HostKey {self.root / 'host_ed25519'}", f"PidFile {self.root / 'sshd.pid'}",
                  f"AuthorizedKeysFile {keys}", "StrictModes no", "PubkeyAuthentication yes",
                  "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM no",
-                 f"AllowUsers {self.account}", "LogLevel INFO",
-                 "Subsystem sftp internal-sftp",
+                 f"AllowUsers {self.account}", "LogLevel VERBOSE",
+                 "Subsystem sftp internal-sftp -l INFO",  # logs each file written
                  f"SetEnv PATH={device_venv / 'bin'}:{path} {env}",
                  f"Match LocalPort {self.ports['board-bare']}", f"  SetEnv PATH={path} {env}",
                  f"Match LocalPort {self.ports['board-old']}",

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import _families, _number_list, _target, json_option
+from edgeexport.cli.options import (_families, _number_list, _target, device_options,
+                                    json_option, resolve_device)
 from edgeexport.console import print_json
 from edgeexport.errors import UserError
 from edgeexport.records import MIN_RESOLUTION
@@ -29,8 +30,10 @@ from edgeexport.records import MIN_RESOLUTION
               show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="variants exported in parallel (measurements always run one at a time)")
+@device_options
 @json_option
-def build(target, models, alpha, resolution, weights, calib, formats, out, jobs, as_json):
+def build(target, models, alpha, resolution, weights, calib, formats, out, jobs, device_spec,
+          ssh_config, as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
     from edgeexport.build import BuildPlan, default_grid, run_build
     if weights is not None and not weights.is_dir():
@@ -40,13 +43,15 @@ def build(target, models, alpha, resolution, weights, calib, formats, out, jobs,
         list_images(calib)
     plan = BuildPlan(target=target, variants=default_grid(target, models, alpha, resolution),
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
-                     formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
+                     formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                     device=resolve_device(device_spec, ssh_config, target))
     with BuildProgress(plan, enabled=not as_json) as on_event:
         outcome = run_build(plan, on_event)
     root = out / target.name
     summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
-               "seconds": round(outcome.seconds, 2),
+               "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
+               "device_error": outcome.device_error,
                "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
     if as_json:
         print_json(summary)
@@ -54,7 +59,11 @@ def build(target, models, alpha, resolution, weights, calib, formats, out, jobs,
         click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
                    f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
         for vid, why in outcome.failed.items():
-            click.echo(f"FAILED {vid}: {why}", err=True)
+            if outcome.device_error is None or outcome.device_error not in why:
+                click.echo(f"FAILED {vid}: {why}", err=True)
+    if outcome.device_error is not None:
+        click.echo(f"edgeexport: error: {outcome.device_error}; {len(outcome.built)} variant(s) "
+                   f"measured and kept, {len(outcome.failed)} not: rerun to resume", err=True)
     if outcome.failed:
         sys.exit(1)
 
