@@ -105,26 +105,40 @@ def estimate(family, alpha, resolution, num_classes, target, precision, as_json)
 @main.command()
 @click.option("--target", "-t", required=True, callback=_target,
               help="the target whose latency model to fit")
-@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False),
               help="CSV: model_family, width_multiplier, resolution, quantized, mean_latency_ms")
+@click.option("--from", "build_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="a build's output directory (dist/<target>): fit its own measurements")
+@click.option("--from-runtime", type=click.Choice(["litert", "onnxruntime"]), default="litert",
+              show_default=True, help="with --from: which runtime's measurements to fit")
 @click.option("--runtime", default=None, help="what the measurements ran on (for the record)")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="write the target file with the new [latency_model] here")
 @json_option
-def calibrate(target, data, runtime, out, as_json):
+def calibrate(target, data, build_dir, from_runtime, runtime, out, as_json):
     """Fit a target's latency model to measurements; print leave-one-out errors per row."""
     from edgeexport.analysis import analyze
+    from edgeexport.errors import UserError
     from edgeexport.fileio import write_bytes
     from edgeexport.latency_model import fit, network_features, read_measurements, toml_block
     from edgeexport.records import Variant
-    measurements = read_measurements(data)
+    if (data is None) == (build_dir is None):
+        raise UserError("calibrate: give one of --data FILE.csv or --from dist/<target>")
+    if build_dir is not None:
+        from edgeexport.build_measurements import build_measurements
+        measurements, measured_on = build_measurements(build_dir, from_runtime)
+        runtime = runtime or measured_on
+        source = f"the measurements of the build in {build_dir}"
+    else:
+        measurements = read_measurements(data)
+        source = data.name
     features = []
     for m in measurements:
         layers = analyze(Variant(m.family, m.alpha, m.resolution)).to_json()["layers"]
         features.append(network_features(layers, m.precision))
     fits = fit(measurements, features)
     runtime = runtime or (target.latency_model.runtime if target.latency_model else "unknown")
-    block = toml_block(fits, runtime, f"edgeexport calibrate on {data.name} "
+    block = toml_block(fits, runtime, f"edgeexport calibrate on {source} "
                                       f"({len(measurements)} measurements)")
     if out is not None:
         head = target.source.split("[latency_model]")[0].rstrip() + "\n\n"
