@@ -7,8 +7,11 @@ runtime), p50 of the board's runs; the error is (estimated − measured) / measu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from edgeexport.board_facts import BoardFacts
+if TYPE_CHECKING:
+    from edgeexport.artifacts import Measured
+    from edgeexport.report import Row
 
 COMPARED = "litert_int8"
 
@@ -22,22 +25,23 @@ class Place:
     device: str | None
 
 
-def place(rows: list[dict], here: str) -> Place:
+def place(rows: list[Row], here: str) -> Place:
     for row in rows:
-        for report in row["measured"].values():
-            device = report.get("where", {}).get("device")
-            if device:
-                facts = BoardFacts.from_json(report["board"])
-                return Place(f"on board {device}", f"board {device} ({facts.summary()})", device)
+        for m in row.profile.measurements.values():
+            device = m.where.get("device")
+            if device and m.board is not None:
+                return Place(f"on board {device}", f"board {device} ({m.board.summary()})",
+                             device)
     return Place("here", here, None)
 
 
-def board_state(row: dict) -> str:
-    """The board's clock, temperature and throttling when this variant was measured."""
-    report = row["measured"].get(COMPARED) or row["measured"].get("onnxruntime_int8")
-    if not report or "board" not in report:
+def board_state(row: Row) -> str:
+    """The board's governor, clock, temperature and throttling when this variant's LiteRT
+    int8 runs started."""
+    m = row.profile.measurements.get(COMPARED)
+    if m is None or m.board is None:
         return "–"
-    f = BoardFacts.from_json(report["board"])
+    f = m.board
     parts = [f"{f.clock_mhz:.0f} MHz" if f.clock_mhz else "clock n/a",
              f"{f.temperature_c:.0f} °C" if f.temperature_c is not None else "temp n/a",
              f"throttled {hex(f.throttled)}" if f.throttled is not None else "throttling n/a"]
@@ -46,34 +50,33 @@ def board_state(row: dict) -> str:
     return ", ".join(parts)
 
 
-def estimate_error(row: dict) -> float | None:
-    """(ESTIMATED int8 − MEASURED LiteRT int8 p50 on the board) / measured."""
-    measured = row["measured"].get(COMPARED)
-    estimated = row["estimates"].get("int8")
-    if not measured or not estimated or not measured.get("where", {}).get("device"):
+def estimate_error(measured: Measured | None, estimated_ms: float | None) -> float | None:
+    """(ESTIMATED int8 − MEASURED LiteRT int8 p50 on the board) / measured; None unless the
+    measurement was taken on a board."""
+    if measured is None or estimated_ms is None or not measured.where.get("device"):
         return None
-    m = measured["end_to_end"]["p50_ms"]
-    return (estimated["end_to_end"]["latency_ms"] - m) / m
+    m = measured.end_to_end.p50_ms
+    return (estimated_ms - m) / m
 
 
-def columns(rows: list[dict], target_name: str) -> tuple[list[str], list[list[str]]]:
+def columns(rows: list[Row], target_name: str) -> tuple[list[str], list[list[str]]]:
     """Extra table columns for a build measured on a board."""
     head = ["LiteRT int8 p90 on board (ms)", "board state (LiteRT int8 runs)",
             f"est. int8 {target_name} error vs board"]
     body = []
     for row in rows:
-        lite = row["measured"].get(COMPARED)
-        error = estimate_error(row)
-        body.append([f"{lite['end_to_end']['p90_ms']:.3f}" if lite else "–", board_state(row),
+        lite = row.profile.measurements.get(COMPARED)
+        error = row.head.estimated_int8_error_vs_board
+        body.append([f"{lite.end_to_end.p90_ms:.3f}" if lite else "–", board_state(row),
                      "–" if error is None else f"{100 * error:+.1f}%"])
     return head, body
 
 
-def note(rows: list[dict]) -> str:
-    """How each board figure was taken (threads, runs, runtimes), from the reports."""
-    report = next(iter(rows[0]["measured"].values()))
-    e2e = report["end_to_end"]
-    return (f"MEASURED on board {report['where']['device']} by its own edgeexport over SSH: "
-            f"{e2e['threads']} thread(s), p50/p90 of {e2e['runs']} runs after {e2e['warmup']} "
-            f"warm-up; board facts recorded with every measurement (profile.json → board). "
+def note(rows: list[Row]) -> str:
+    """How the board's figures were taken (threads, runs), from the records."""
+    m = next(iter(rows[0].profile.measurements.values()))
+    e2e = m.end_to_end
+    return (f"MEASURED on board {m.where['device']} by its own edgeexport over SSH: "
+            f"{e2e.threads} thread(s), p50/p90 of {e2e.runs} runs after {e2e.warmup} "
+            "warm-up; board facts recorded with every measurement (profile.json → board). "
             "Estimate error: (estimate − LiteRT int8 p50 on the board) / measured.")

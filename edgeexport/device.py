@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from edgeexport.artifacts import Measured, decode
 from edgeexport.board_facts import BoardFacts
 from edgeexport.errors import UserError
 from edgeexport.fileio import sha256
@@ -222,15 +223,16 @@ def ensure_cached(device: Device, files: dict[str, Path],
 
 
 def remote_profile(device: Device, model: str, analysis: str | None, target: str,
-                   runtime: str, precision: str, threads: int, runs: int, warmup: int) -> dict:
+                   runtime: str, precision: str, threads: int, runs: int,
+                   warmup: int) -> Measured:
     """The board's own ``edgeexport profile --json`` on files already in its cache."""
     argv = [device.edgeexport, "profile", model, "--runtime", runtime, "--precision",
             precision, "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup),
             "--target", target, "--json"]
     if analysis is not None:
         argv += ["--analysis", analysis]
-    report = _json(device, run(device, argv))
-    report["where"]["device"] = device.name
+    report = decode(Measured, _json(device, run(device, argv)))
+    report.where["device"] = device.name
     return report
 
 
@@ -243,7 +245,8 @@ def _target_file(target: Target, directory: Path) -> Path:
 
 
 def measure_on_device(directory: Path, device: Device, target: Target, runs: int, warmup: int,
-                      threads: int = 1, transfers: Transfers | None = None) -> dict:
+                      threads: int = 1, transfers: Transfers | None = None
+                      ) -> dict[str, Measured]:
     """One export directory measured on the board: {"onnxruntime_int8": profile report, …}
     for every model file present (onnxruntime per layer, LiteRT end to end), each report
     carrying the board's facts as the measuring process saw them. A plain function of
@@ -267,7 +270,7 @@ def measure_on_device(directory: Path, device: Device, target: Target, runs: int
 
 def profile_on_device(path: Path, device: Device, target: Target, runtime: str | None,
                       precision: str, threads: int, runs: int, warmup: int,
-                      analysis: Path | None = None) -> dict:
+                      analysis: Path | None = None) -> Measured:
     """`edgeexport profile PATH --device …`: the same report as a local profile, measured
     on the board."""
     from edgeexport.profile import resolve_model
