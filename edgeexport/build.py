@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 PROFILE_RUNS, PROFILE_WARMUP = 30, 5
 LOCK_FILE = ".build.lock"
+# Written beside a finished export with its cache key: a build stopped before measuring it
+# (a board lost mid-build) measures it on the rerun without exporting it again.
+EXPORTED = ".exported.json"
 # Modules that do not shape a variant's files: changing them rebuilds nothing.
 NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py",
                "board_report.py", "build_measurements.py"}
@@ -155,6 +158,18 @@ def is_complete(directory: Path, key: str) -> bool:
         return False
 
 
+def is_exported(directory: Path, key: str) -> bool:
+    """An export of this key whose card lists every file, each present with its sha256."""
+    try:
+        if json.loads((directory / EXPORTED).read_text("utf-8")).get("cache_key") != key:
+            return False
+        card = read_record(directory, Card)
+        return bool(card.files) and all(sha256(safe_relative(directory, name)) == e.sha256
+                                        for name, e in card.files.items())
+    except (ArtifactError, ValueError, OSError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def build_lock(root: Path) -> Iterator[None]:
     """One build at a time per output directory: a second one fails at once, naming the first."""
@@ -236,18 +251,21 @@ def run_build(plan: BuildPlan,
         calib_digest = calibration_digest(plan.calib)
         source = _source_digest()
         keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
-        todo = []
+        todo, unmeasured = [], []
         for v in plan.variants:
             if is_complete(root / v.id, keys[v.id]):
                 outcome.cached.append(v.id)
                 on_event(v.id, "cached", "")
+            elif is_exported(root / v.id, keys[v.id]):
+                unmeasured.append(v)
             else:
                 todo.append(v)
-        if plan.device is not None and todo:  # a board that cannot measure stops all work
+        if plan.device is not None and (todo or unmeasured):  # an unusable board: no work
             from edgeexport.device import board_facts
             for warning in board_facts(plan.device).warnings():
                 on_event(plan.device.name, "warning", warning)
-        for v in _export_all(todo, plan, root, outcome, on_event):
+        exported = _export_all(todo, plan, root, outcome, on_event, keys)
+        for v in sorted(unmeasured + exported, key=plan.variants.index):
             _measure_one(v, plan, root, keys[v.id], outcome, on_event)
         write_index(plan, root, outcome)
     outcome.seconds = time.perf_counter() - start
@@ -255,7 +273,7 @@ def run_build(plan: BuildPlan,
 
 
 def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: BuildOutcome,
-                on_event) -> list[Variant]:
+                on_event, keys: dict[str, str]) -> list[Variant]:
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
     if not todo:
@@ -270,6 +288,7 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: Build
             v = futures[future]
             try:
                 future.result()
+                write_json(root / v.id / EXPORTED, {"cache_key": keys[v.id]})
                 exported.append(v)
                 on_event(v.id, "exported", "")
             except Exception as e:  # one variant's failure must not stop the others
