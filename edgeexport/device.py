@@ -228,7 +228,7 @@ def remote_profile(device: Device, model: str, analysis: str | None, target: str
     """The board's own ``edgeexport profile --json`` on files already in its cache."""
     argv = [device.edgeexport, "profile", model, "--runtime", runtime, "--precision",
             precision, "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup),
-            "--target", target, "--json"]
+            "--target", target, "--here", "--json"]  # the target's [device] is this board
     if analysis is not None:
         argv += ["--analysis", analysis]
     report = decode(Measured, _json(device, run(device, argv)))

@@ -21,6 +21,11 @@ GRID = ["--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
 SFTP_SESSION = "Starting session: subsystem 'sftp'"  # sshd's own log line per SFTP session
 
 
+def _measurements(directory: Path) -> dict:
+    """profile.json's measurements, read as plain JSON (not through the code under test)."""
+    return json.loads((directory / "profile.json").read_text())["measurements"]
+
+
 def _ssh(board):
     return ["--ssh-config", board.ssh_config]
 
@@ -143,7 +148,7 @@ def test_build_measurements_come_from_the_board(board_build, board, device_venv)
     out, _, _ = board_build
     pids = set()
     for vid in IDS:
-        measured = json.loads((out / "rpi4" / vid / "profile.json").read_text())
+        measured = _measurements(out / "rpi4" / vid)
         assert sorted(measured) == ["litert_fp32", "litert_int8", "onnxruntime_fp32",
                                     "onnxruntime_int8"]
         for key, report in measured.items():
@@ -173,8 +178,8 @@ def test_report_shows_the_board_beside_the_estimate_and_its_error(board_build):
     index = json.loads((root / "index.json").read_text())
     for line, vid in zip(table, IDS):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        measured = json.loads((root / vid / "profile.json").read_text())["litert_int8"]
-        estimated = json.loads((root / vid / "estimate.json").read_text())["int8"]
+        measured = _measurements(root / vid)["litert_int8"]
+        estimated = json.loads((root / vid / "estimate.json").read_text())["estimates"]["int8"]
         m, e = measured["end_to_end"]["p50_ms"], estimated["end_to_end"]["latency_ms"]
         by_hand = 100 * (e - m) / m
         assert cells[cols.index("est. int8 rpi4 error vs board")] == f"{by_hand:+.1f}%"
@@ -194,7 +199,8 @@ def test_models_are_copied_once_and_checked_by_sha256(board_build, board):
     variant = out / "rpi4" / IDS[0]
     shutil.rmtree(board.cache / "edgeexport", ignore_errors=True)  # a board that saw nothing
     sessions = board.log_count(SFTP_SESSION)
-    args = ["profile", variant, "--device", "board", *_ssh(board), "--runs", 3, "--json"]
+    args = ["profile", variant, "--device", "board", *_ssh(board), "--runs", 3, "--target",
+            "rpi4", "--json"]
     first = json.loads(run_cli(*args).stdout)
     assert board.log_count(SFTP_SESSION) == sessions + 1
     cached = _board_cache_files(board)
@@ -247,7 +253,7 @@ def test_calibrate_from_a_build_fits_the_boards_measurements(board_build, tmp_pa
     rows = {(r["variant"], r["precision"]): r["measured_ms"]
             for fit in data["fits"] for r in fit["rows"]}
     for vid in IDS:
-        measured = json.loads((out / "rpi4" / vid / "profile.json").read_text())
+        measured = _measurements(out / "rpi4" / vid)
         for precision in ("int8", "fp32"):
             assert rows[(vid, precision)] == \
                 measured[f"litert_{precision}"]["end_to_end"]["mean_ms"]

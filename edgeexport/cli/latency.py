@@ -27,12 +27,14 @@ from edgeexport.console import print_json, print_table
 @click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
               help="analysis.json for a bare model file (per-layer rows by layer name)")
 @device_options
+@click.option("--here", is_flag=True,
+              help="measure on this machine even if the target file names a [device]")
 @json_option
 def profile(path, runtime, precision, threads, runs, warmup, target, analysis, device_spec,
-            ssh_config, as_json):
+            ssh_config, here, as_json):
     """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
     energy."""
-    device = resolve_device(device_spec, ssh_config, target)
+    device = None if here else resolve_device(device_spec, ssh_config, target)
     if device is not None:
         from edgeexport.device import profile_on_device
         report = profile_on_device(path, device, target, runtime, precision, threads, runs,
