@@ -1,7 +1,7 @@
 """`edgeexport build`: the α/ρ sweep for a target, incremental and parallel.
 
-Exports run in parallel processes; measurements run afterwards one at a time, so that no
-timing is taken while another variant is being exported on the same cores. A variant's
+Where exports and measurements run is a Runner's job: here (LocalRunner: parallel export
+processes, then measurements one at a time) or on a Dask farm (edgeexport.farm). A variant's
 directory is complete when its build.json (written last, atomically) carries the cache key
 of its inputs; such a variant is not rebuilt, and an interrupted build resumes from there.
 """
@@ -18,13 +18,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from edgeexport.artifacts import (PRECISIONS, REPORTS, ArtifactError, BuildRecord, Card,
-                                  Estimates, FileEntry, Headline, Index, IndexEntry, Profile,
-                                  measurement_key, model_file, read_record, write_record)
+                                  Estimates, FileEntry, Headline, Index, IndexEntry, Measured,
+                                  Profile, measurement_key, model_file, read_record,
+                                  write_record)
 from edgeexport.errors import UserError
 from edgeexport.fileio import file_entry, safe_relative, sha256, write_json
+from edgeexport.placement import Placement
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 
@@ -103,9 +105,10 @@ def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
     return found[0] if found else None
 
 
-def _source_digest() -> str:
+def source_digest() -> str:
     """The code that shapes a variant's files is an input too (the stage modules, the models,
-    the target loader): a changed stage rebuilds everything; a changed report or CLI does not."""
+    the target loader): a changed stage rebuilds everything; a changed report or CLI does not.
+    No torch import: a farm's board computes it too, to show it measures with the same code."""
     import importlib.util
     digest = hashlib.sha256()
     for package in ("edgeexport", "edgeexport.models"):
@@ -202,9 +205,8 @@ def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
                              calib=plan.calib))
 
 
-def measure_here(directory: Path, target: Target) -> dict:
-    """This machine's measurements of an export directory (onnxruntime per layer, LiteRT end
-    to end), keyed by ``measurement_key``."""
+def measure_variant(target: Target, directory: Path) -> dict[str, Measured]:
+    """Profile the export directory on this machine: onnxruntime per layer, LiteRT end to end."""
     from edgeexport.profile import profile
     measured = {}
     for precision in PRECISIONS:
@@ -216,17 +218,12 @@ def measure_here(directory: Path, target: Target) -> dict:
     return measured
 
 
-def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str) -> None:
-    """Profile here or on the plan's board (onnxruntime per layer, LiteRT end to end),
-    estimate for the target, then seal the directory with build.json."""
+def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str,
+                 measured: dict[str, Measured], farm: Placement | None = None) -> None:
+    """Write the measurements and the target's estimates, then seal the directory with
+    build.json (``farm``: which farm workers exported and measured it)."""
     from edgeexport.estimate import estimate
     from edgeexport.profile import read_analysis
-    if plan.device is not None:
-        from edgeexport.device import measure_on_device
-        measured = measure_on_device(directory, plan.device, plan.target, PROFILE_RUNS,
-                                     PROFILE_WARMUP)
-    else:
-        measured = measure_here(directory, plan.target)
     write_record(directory, Profile(measured))
     analysis = read_analysis(directory)
     estimates = {}
@@ -235,47 +232,96 @@ def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str
     write_record(directory, Estimates(estimates))
     files = {p.name: FileEntry(**file_entry(p)) for p in sorted(directory.iterdir())
              if p.is_file() and p.name != BuildRecord.FILE and not p.name.startswith(".")}
-    write_record(directory, BuildRecord(cache_key=key, variant=variant, files=files))
+    write_record(directory, BuildRecord(cache_key=key, variant=variant, files=files, farm=farm))
+
+
+class Runner(Protocol):
+    """Where a build's exports and measurements run: here (LocalRunner) or on a Dask farm
+    (edgeexport.farm.FarmRunner). Planning, caching, locking and the index stay in run_build."""
+
+    def run(self, plan: BuildPlan, root: Path, todo: list[Variant], keys: dict[str, str],
+            on_event: Callable[[str, str, str], None]) -> Iterator[tuple[Variant, str | None]]:
+        """Export, measure and seal every variant of ``todo`` into root/<id>/; yield each
+        variant with None once sealed, or with a one-line reason once it failed."""
+        ...
+
+
+class LocalRunner:
+    """Exports in parallel processes on this machine, then measures here one at a time, so
+    that no timing is taken while another variant is being exported on the same cores."""
+
+    device_error: str | None = None  # the plan's board became unusable (edgeexport.device)
+
+    def run(self, plan, root, todo, keys, on_event):
+        from edgeexport.device import DeviceError, measure_on_device
+        failed: dict[Variant, str] = {}
+        # Exported by an earlier run that lost its board before measuring them: measure only.
+        ready = [v for v in todo if is_exported(root / v.id, keys[v.id])]
+        exported = _export_all([v for v in todo if v not in ready], plan, root, failed,
+                               on_event, keys)
+        yield from failed.items()
+        for v in sorted(ready + exported, key=plan.variants.index):
+            if self.device_error is not None:  # the board is gone: a rerun measures the rest
+                yield v, f"not measured: {self.device_error}"
+                continue
+            on_event(v.id, "measure", "")
+            directory = root / v.id
+            try:
+                measured = (measure_on_device(directory, plan.device, plan.target,
+                                              PROFILE_RUNS, PROFILE_WARMUP)
+                            if plan.device is not None else
+                            measure_variant(plan.target, directory))
+                seal_variant(v, plan, directory, keys[v.id], measured)
+                yield v, None
+            except DeviceError as e:
+                self.device_error = str(e)
+                yield v, str(e)
+            except Exception as e:
+                yield v, one_line(e)
 
 
 def run_build(plan: BuildPlan,
-              on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None
-              ) -> BuildOutcome:
-    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed."""
+              on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None,
+              runner: Runner | None = None) -> BuildOutcome:
+    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed.
+    ``runner``: where exports and measurements run (default: here, LocalRunner)."""
     start = time.perf_counter()
     outcome = BuildOutcome()
     root = plan.out / plan.target.name
     with build_lock(root):
         calib_digest = calibration_digest(plan.calib)
-        source = _source_digest()
+        source = source_digest()
         keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
-        todo, unmeasured = [], []
+        todo = []
         for v in plan.variants:
             if is_complete(root / v.id, keys[v.id]):
                 outcome.cached.append(v.id)
                 on_event(v.id, "cached", "")
-            elif is_exported(root / v.id, keys[v.id]):
-                unmeasured.append(v)
             else:
                 todo.append(v)
-        if plan.device is not None and (todo or unmeasured):  # an unusable board: no work
+        if plan.device is not None and todo:  # an unusable board: no work
             from edgeexport.device import board_facts
             for warning in board_facts(plan.device).warnings():
                 on_event(plan.device.name, "warning", warning)
-        exported = _export_all(todo, plan, root, outcome, on_event, keys)
-        for v in sorted(unmeasured + exported, key=plan.variants.index):
-            _measure_one(v, plan, root, keys[v.id], outcome, on_event)
+        if todo:
+            runner = runner or LocalRunner()
+            for v, failure in runner.run(plan, root, todo, keys, on_event):
+                if failure is None:
+                    outcome.built.append(v.id)
+                    on_event(v.id, "done", "")
+                else:
+                    outcome.failed[v.id] = failure
+                    on_event(v.id, "failed", failure)
+            outcome.device_error = getattr(runner, "device_error", None)
         write_index(plan, root, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: BuildOutcome,
+def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[Variant, str],
                 on_event, keys: dict[str, str]) -> list[Variant]:
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
-    if not todo:
-        return exported
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
         futures = {}
@@ -290,12 +336,11 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: Build
                 exported.append(v)
                 on_event(v.id, "exported", "")
             except Exception as e:  # one variant's failure must not stop the others
-                outcome.failed[v.id] = _one_line(e)
-                on_event(v.id, "failed", outcome.failed[v.id])
+                failed[v] = one_line(e)
     return sorted(exported, key=plan.variants.index)
 
 
-def _one_line(e: Exception) -> str:
+def one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{e.__class__.__name__}: {text[0] if text else ''}"[:300]
 
@@ -309,29 +354,6 @@ def index_entry(root: Path, variant: Variant) -> IndexEntry:
     return IndexEntry(id=variant.id, variant=variant,
                       files={f"{variant.id}/{name}": e for name, e in record.files.items()},
                       headline=headline)
-
-
-def _measure_one(v: Variant, plan: BuildPlan, root: Path, key: str, outcome: BuildOutcome,
-                 on_event) -> None:
-    """Measure and seal one variant; a board that became unusable (DeviceError) stops the
-    measurements of every later variant, which a rerun resumes."""
-    from edgeexport.device import DeviceError
-    if outcome.device_error is not None:
-        outcome.failed[v.id] = f"not measured: {outcome.device_error}"
-        on_event(v.id, "failed", outcome.failed[v.id])
-        return
-    on_event(v.id, "measure", "")
-    try:
-        measure_variant(v, plan, root / v.id, key)
-        outcome.built.append(v.id)
-        on_event(v.id, "done", "")
-    except DeviceError as e:
-        outcome.device_error = str(e)
-        outcome.failed[v.id] = str(e)
-        on_event(v.id, "failed", outcome.failed[v.id])
-    except Exception as e:
-        outcome.failed[v.id] = _one_line(e)
-        on_event(v.id, "failed", outcome.failed[v.id])
 
 
 def write_index(plan: BuildPlan, root: Path, outcome: BuildOutcome) -> Index:
