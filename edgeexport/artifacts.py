@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from edgeexport.app_card import AppCard
+from edgeexport.board_facts import BoardFacts
 from edgeexport.errors import UserError
 from edgeexport.fileio import write_json
 from edgeexport.placement import Placement
@@ -298,6 +299,8 @@ class Measured:
     profiled_run_ms: float | None = None
     profiler_overhead: float | None = None
     source: str = "measured"
+    board: BoardFacts | None = None  # the measuring machine's state (edgeexport.board_facts)
+    board_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -368,10 +371,15 @@ class Headline:
     measured_p50_ms: dict[str, float]  # measurement_key → p50 here
     estimated_ms: dict[str, float]     # precision → estimated latency on the target
     estimated_board_mj: dict[str, float]
+    # Measured on the target's board: (estimate − board's LiteRT int8 p50) / measured.
+    estimated_int8_error_vs_board: float | None = None
 
     @classmethod
     def of(cls, card: Card, profile: Profile, estimates: Estimates) -> "Headline":
+        from edgeexport.board_report import COMPARED, estimate_error
         return cls(
+            estimated_int8_error_vs_board=estimate_error(profile.measurements.get(COMPARED),
+                                                         estimates.latency_ms("int8")),
             params=card.params, macs=card.macs, int8_cosine_onnx=card.int8_cosine_onnx,
             int8_enforced=card.tolerances.int8_enforced,
             measured_p50_ms={k: m.end_to_end.p50_ms for k, m in profile.measurements.items()},
