@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from edgeexport.fileio import atomic_path
+from edgeexport.precision_plan import PrecisionPlan
 
 METHODS = ("MinMax", "Entropy", "Percentile")
 COUNTED_OPS = ("Conv", "Add", "Gemm", "Mul", "MatMul")
@@ -35,22 +36,27 @@ class _Reader:
 
 def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                   activation_type: str, weight_type: str = "int8",
-                  method: str = "MinMax") -> Path:
+                  method: str = "MinMax", plan: PrecisionPlan | None = None) -> Path:
+    """``plan``: layers kept at 16-bit activations and hard-sigmoid ranges (precision_plan)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    wide = {"int8": QuantType.QInt16, "uint8": QuantType.QUInt16}[activation_type]
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as out_tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        overrides = (plan.onnx_tensor_overrides(onnx.load(str(prepared)).graph, wide)
+                     if plan else {})
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
             quantize_static(
                 str(prepared), str(out_tmp), _Reader(calibration, input_name),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=qtype[activation_type], weight_type=qtype[weight_type],
                 calibrate_method=getattr(CalibrationMethod, method),
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                               "TensorQuantOverrides": overrides})
         _normalise(out_tmp)
     return out_path
 

@@ -1,0 +1,254 @@
+"""The per-layer error map: where int8 loses the signal, keyed by the analysis' module paths.
+
+For each layer, the SQNR (dB, mean over images of 20·log10(‖x‖/‖x − x̂‖), onnxruntime's
+``compute_signal_to_quantization_noice_ratio``) of its output tensor:
+- ``onnx_local_db``: in the int8 ONNX model, the tensor before against after its own
+  QuantizeLinear/DequantizeLinear pair: the noise this layer's int8 range adds by itself.
+  A heavy-tailed tensor (a range set by a few images) scores low here.
+- ``onnx_db``: int8 ONNX activation against the fp32 ONNX one (accumulated through the net);
+  both from onnxruntime's ``qdq_loss_debug``.
+- ``tflite_db``: int8 ``.tflite`` tensor (dequantized) against the fp32 ``.tflite`` one, from
+  ai-edge-quantizer's ``model_validator.compare_model`` (LiteRT reference kernels: XNNPACK
+  does not keep intermediate tensors).
+Latency: per-layer onnxruntime kernel time (profile.json when the directory was profiled,
+else the export's own measurement), with its source stated.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeexport.layer_names import onnx_layer, tflite_module_outputs
+
+# Rows whose ops fold into the compute layer before them in the exported files.
+FOLDED = ("bn",)
+MAP_IMAGES = 32  # images the map runs (every intermediate tensor is kept in memory)
+METRIC = ("SQNR dB: mean over images of 20·log10(‖fp32‖/‖int8 − fp32‖) of the layer's output "
+          "tensor (onnxruntime qdq_loss_debug's SQNR)")
+
+
+@dataclass
+class LayerError:
+    layer: str
+    op: str
+    onnx_local_db: float | None = None
+    onnx_db: float | None = None
+    tflite_db: float | None = None
+    latency_ms: float | None = None
+
+    @property
+    def worst_db(self) -> float | None:
+        values = [v for v in (self.onnx_db, self.tflite_db) if v is not None]
+        return min(values) if values else None
+
+
+@dataclass
+class ErrorMap:
+    layers: list[LayerError]
+    images: int
+    metric: str = METRIC
+    latency_source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def worst(self, n: int = 5) -> list[LayerError]:
+        """The ``n`` layers with the lowest local int8 SQNR (their own quantization noise)."""
+        scored = [x for x in self.layers if x.onnx_local_db is not None]
+        return sorted(scored, key=lambda x: (x.onnx_local_db, x.layer))[:n]
+
+    def with_latency(self, per_layer_ms: dict[str, float], source: str) -> "ErrorMap":
+        for row in self.layers:
+            row.latency_ms = per_layer_ms.get(row.layer)
+        self.latency_source = source
+        return self
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric, "images": self.images,
+                "latency_source": self.latency_source, "notes": self.notes,
+                "worst": [x.layer for x in self.worst()],
+                "layers": [{k: _round(v) for k, v in asdict(x).items()} for x in self.layers]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ErrorMap":
+        return cls([LayerError(**row) for row in data["layers"]], data["images"],
+                   data["metric"], data.get("latency_source"), list(data.get("notes", [])))
+
+
+def _round(v):
+    return round(v, 3) if isinstance(v, float) and math.isfinite(v) else v
+
+
+def _mean_sqnr(reference, candidate) -> float:
+    from onnxruntime.quantization.qdq_loss_debug import \
+        compute_signal_to_quantization_noice_ratio as sqnr
+    return float(np.mean([sqnr(np.atleast_1d(r).astype(np.float64).ravel(),
+                               np.atleast_1d(c).astype(np.float64).ravel())
+                          for r, c in zip(reference, candidate)]))
+
+
+def _reader(inputs: np.ndarray, name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._items = iter([{name: x[None]} for x in inputs])
+
+        def get_next(self):
+            return next(self._items, None)
+    return Reader()
+
+
+def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Tensor name → (local SQNR, SQNR vs fp32), from onnxruntime's qdq_loss_debug.
+
+    Local: the fp32 activation through the int8 model's own QuantizeLinear parameters for that
+    tensor (onnxruntime's ``quantize_nparray``), not the int8 model's pre-QDQ tensor: where
+    onnxruntime removed a Relu into the range, that tensor is the pre-activation."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, compute_activation_error, create_activation_matching,
+        modify_model_output_intermediate_tensors)
+    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        acts = {}
+        for tag, path in (("float", fp32), ("qdq", int8)):
+            augmented = str(Path(tmp) / f"{tag}.onnx")
+            modify_model_output_intermediate_tensors(str(path), augmented)
+            acts[tag] = collect_activations(augmented, _reader(inputs, name))
+    matching = {k: v for k, v in create_activation_matching(acts["qdq"], acts["float"]).items()
+                if "float" in v}
+    errors = compute_activation_error(matching, err_func=_mean_sqnr)
+    qparams = _activation_qparams(int8)
+    out = {}
+    for tensor, e in errors.items():
+        local = None
+        if tensor in qparams:
+            local = _mean_sqnr(acts["float"][tensor],
+                               [_fake_quantize(x, *qparams[tensor]) for x in acts["float"][tensor]])
+        out[tensor] = (local, e["xmodel_err"])
+    return out
+
+
+def _activation_qparams(int8: Path) -> dict[str, tuple[int, float, int]]:
+    """Activation tensor → (onnx element type, scale, zero point) of its QuantizeLinear."""
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(str(int8), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
+    out = {}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            zero = inits[node.input[2]]
+            out[node.input[0]] = (zero.data_type,
+                                  float(numpy_helper.to_array(inits[node.input[1]])),
+                                  int(numpy_helper.to_array(zero)))
+    return out
+
+
+def _fake_quantize(x: np.ndarray, qtype: int, scale: float, zero: int) -> np.ndarray:
+    from onnxruntime.quantization.quant_utils import quantize_nparray
+    q = quantize_nparray(qtype, x.astype(np.float32), np.float32(scale), zero)
+    return (q.astype(np.float32) - zero) * np.float32(scale)
+
+
+def tflite_errors(fp32: Path, int8: Path, inputs_nchw: np.ndarray) -> dict[str, float]:
+    """Tensor name → SQNR of the int8 .tflite against the fp32 one (ai-edge-quantizer)."""
+    from ai_edge_quantizer import model_validator
+    from ai_edge_quantizer.utils import validation_utils
+
+    from edgeexport.runtimes import litert_interpreter
+    signature, spec = next(iter(litert_interpreter(fp32).get_signature_list().items()))
+    samples = [{spec["inputs"][0]: x.transpose(1, 2, 0)[None].astype(np.float32)}
+               for x in inputs_nchw]
+    sqnr = validation_utils.ValidationErrorMetric.SNR  # the metric slot; our function fills it
+    result = model_validator.compare_model(
+        fp32.read_bytes(), int8.read_bytes(), {signature: samples}, error_metrics=[sqnr],
+        compare_fns=[lambda target, reference: _mean_sqnr([reference], [target])],
+        use_xnnpack=False, num_threads=1)
+    tensors = result.get_signature_comparison_result(signature).intermediate_tensors
+    return {k: v[sqnr.value] for k, v in tensors.items()}
+
+
+def layer_tensors_onnx(fp32: Path, rows: list[dict]) -> dict[str, str]:
+    """Layer → the output tensor of its last node in the fp32 graph."""
+    import onnx
+    known = {r["name"] for r in rows}
+    out = {}
+    for node in onnx.load(str(fp32), load_external_data=False).graph.node:
+        layer = onnx_layer(node.name)
+        if layer in known:
+            out[layer] = node.output[0]
+    return out
+
+
+def layer_tensors_tflite(fp32: Path, rows: list[dict]) -> dict[str, str]:
+    """Layer → its output tensor in the .tflite (a folded BatchNorm's → its conv)."""
+    from edgeexport.runtimes import litert_interpreter
+    owner = _fold_owner(rows)
+    outputs = tflite_module_outputs(litert_interpreter(fp32), [r["name"] for r in rows])
+    return {owner.get(layer, layer): tensor for layer, tensor in outputs.items()}
+
+
+def _fold_owner(rows: list[dict]) -> dict[str, str]:
+    owner, last = {}, None
+    for row in rows:
+        if row["op"] in FOLDED and last is not None:
+            owner[row["name"]] = last
+        elif row["op"] not in FOLDED:
+            last = row["name"]
+    return owner
+
+
+def build_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | None,
+                    tflite_files: tuple[Path, Path] | None, inputs: np.ndarray) -> ErrorMap:
+    inputs = inputs[:MAP_IMAGES]
+    rows = [LayerError(r["name"], r["op"]) for r in analysis_rows if r["op"] not in FOLDED]
+    by_name = {r.layer: r for r in rows}
+    if onnx_files:
+        errors = onnx_errors(*onnx_files, inputs)
+        for layer, tensor in layer_tensors_onnx(onnx_files[0], analysis_rows).items():
+            if tensor in errors and layer in by_name:
+                by_name[layer].onnx_local_db, by_name[layer].onnx_db = errors[tensor]
+    if tflite_files:
+        errors = tflite_errors(*tflite_files, inputs)
+        for layer, tensor in layer_tensors_tflite(tflite_files[0], analysis_rows).items():
+            if tensor in errors and layer in by_name:
+                by_name[layer].tflite_db = errors[tensor]
+    return ErrorMap(rows, len(inputs))
+
+
+LATENCY_RUNS, LATENCY_WARMUP = 20, 5
+
+
+def measured_layer_latency(int8_onnx: Path, analysis: dict) -> tuple[dict[str, float], str]:
+    """Per-layer onnxruntime kernel times of the int8 ONNX here (profile's attribution)."""
+    import onnxruntime
+
+    from edgeexport.profile import attribute, measure_onnx
+    _, per_node, _ = measure_onnx(int8_onnx, 1, LATENCY_RUNS, LATENCY_WARMUP)
+    rows = attribute(per_node, analysis)
+    return ({r["name"]: r["latency_ms"] for r in rows},
+            f"measured on the build host during export: onnxruntime {onnxruntime.__version__} "
+            f"profiler kernel times of model.int8.onnx, 1 thread, mean of {LATENCY_RUNS} runs")
+
+
+def profile_latency(directory: Path) -> tuple[dict[str, float], str] | None:
+    """Per-layer latency from the directory's profile.json, when it was profiled."""
+    import json
+    path = directory / "profile.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text("utf-8"))
+    layers = {r["name"]: r["latency_ms"] for r in data.get("layers", [])}
+    if not layers:
+        return None
+    where = data.get("where", {})
+    run = data.get("end_to_end", {})
+    return layers, (f"profile.json: measured on {where.get('cpu', '?')}, {run.get('runtime')} "
+                    f"{run.get('runtime_version', '')}, {run.get('threads')} thread(s), "
+                    f"{data.get('precision')} model")

@@ -1,0 +1,127 @@
+"""Automatic int8 repair: when an int8 model misses the cosine tolerance, keep its most
+sensitive layers at 16-bit activations until it holds, within a stated budget.
+
+Sensitivity: the layer's local int8 SQNR from the error map (the noise its own int8 range adds,
+quant_error). Order: most sensitive first, and within a 3 dB band of sensitivity the cheapest
+first by measured per-layer latency (a layer kept at 16 bits leaves the fused int8 kernels, so
+its time grows). Attempts keep a growing prefix of that order, REPAIR_STEPS layers, so a repair
+costs at most len(REPAIR_STEPS) re-quantizations; the smallest prefix that holds is shipped.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeexport.errors import ValidationError
+from edgeexport.precision_plan import PrecisionPlan
+from edgeexport.quant_error import ErrorMap
+from edgeexport.validate import Comparison
+
+REPAIR_STEPS = (1, 2, 4, 8, 16)  # cumulative layers kept per attempt
+SENSITIVITY_BAND_DB = 3.0
+TIMING_RUNS, TIMING_WARMUP = 30, 5
+
+
+@dataclass
+class RepairRecord:
+    """What the repair of one format did, for card.json → int8_repair."""
+    format: str
+    kept: list[str]
+    precision: str
+    cosine_before: float
+    cosine_after: float
+    attempts: list[dict]
+    latency_before_ms: float | None = None
+    latency_after_ms: float | None = None
+    latency_note: str = ""
+    budget: str = (f"at most {REPAIR_STEPS[-1]} layers kept, in {len(REPAIR_STEPS)} attempts "
+                   f"of {', '.join(map(str, REPAIR_STEPS))} layers")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RepairRecord":
+        return cls(**data)
+
+
+@dataclass
+class RepairSummary:
+    """card.json → int8_repair: the default plan and each format's repair (empty: none)."""
+    enabled: bool
+    hard_sigmoid_range_0_1: list[str]
+    formats: list[RepairRecord] = field(default_factory=list)
+
+    @property
+    def kept_layers(self) -> int:
+        return max((len(r.kept) for r in self.formats), default=0)
+
+    def to_json(self) -> dict:
+        return {"enabled": self.enabled, "kept_layers": self.kept_layers,
+                "hard_sigmoid_range_0_1": self.hard_sigmoid_range_0_1,
+                "formats": [r.to_json() for r in self.formats]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RepairSummary":
+        return cls(data["enabled"], data["hard_sigmoid_range_0_1"],
+                   [RepairRecord.from_json(r) for r in data["formats"]])
+
+
+def repair_order(error_map: ErrorMap) -> list[str]:
+    """Layers to keep, most sensitive first; within a sensitivity band, cheapest first."""
+    scored = [x for x in error_map.layers if x.onnx_local_db is not None]
+    return [x.layer for x in sorted(scored, key=lambda x: (
+        round(x.onnx_local_db / SENSITIVITY_BAND_DB), x.latency_ms or 0.0, x.layer))]
+
+
+def quantize_validated(fmt: str, plan: PrecisionPlan,
+                       quantize: Callable[[PrecisionPlan], Path],
+                       evaluate: Callable[[Path], Comparison], min_cosine: float,
+                       enabled: bool, order: Callable[[], list[str]],
+                       timer: Callable[[Path], float],
+                       ) -> tuple[Path, Comparison, RepairRecord | None]:
+    """Quantize with ``plan``; when that misses ``min_cosine`` and repair is ``enabled``,
+    repair it (raising ValidationError if the budget runs out). Without repair the caller's
+    own check refuses the drifting model."""
+    path = quantize(plan)
+    first = evaluate(path)
+    if first.cosine_mean >= min_cosine or not enabled:
+        return path, first, None
+    return repair(fmt, plan, order(), first, timer(path), quantize, evaluate, min_cosine,
+                  timer)
+
+
+def repair(fmt: str, plan: PrecisionPlan, order: list[str], first: Comparison,
+           before_ms: float, quantize: Callable[[PrecisionPlan], Path],
+           evaluate: Callable[[Path], Comparison], min_cosine: float,
+           timer: Callable[[Path], float]) -> tuple[Path, Comparison, RepairRecord]:
+    """Re-quantize with growing prefixes of ``order`` kept until ``evaluate`` holds."""
+    attempts = []
+    for n in REPAIR_STEPS:
+        if n > len(order):
+            break
+        path = quantize(plan.with_keep(order[:n]))
+        result = evaluate(path)
+        attempts.append({"kept": n, "cosine_mean": result.cosine_mean})
+        if result.cosine_mean >= min_cosine:
+            record = RepairRecord(
+                fmt, order[:n], "int8 weights, 16-bit activations for the kept layers' outputs",
+                first.cosine_mean, result.cosine_mean, attempts)
+            record.latency_before_ms, record.latency_after_ms = before_ms, timer(path)
+            record.latency_note = (f"measured on the build host: p50 of {TIMING_RUNS} runs "
+                                   f"after {TIMING_WARMUP} warm-up, 1 thread, plain int8 "
+                                   "before, repaired after")
+            return path, result, record
+    tried = ", ".join(f"{a['kept']} layers → {a['cosine_mean']:.4f}" for a in attempts)
+    raise ValidationError(f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} < "
+                          f"{min_cosine}, and keeping up to {REPAIR_STEPS[-1]} sensitive layers "
+                          f"at 16-bit activations did not repair it ({tried})")
+
+
+def p50_timer(runtime: str) -> Callable[[Path], float]:
+    import numpy as np
+
+    from edgeexport.profile import time_litert, time_onnx
+    time_fn = time_onnx if runtime == "onnxruntime" else time_litert
+    return lambda path: float(np.percentile(time_fn(path, 1, TIMING_RUNS, TIMING_WARMUP), 50))
