@@ -29,8 +29,14 @@ from edgeexport.layer_names import onnx_layer, tflite_module_outputs
 # Rows whose ops fold into the compute layer before them in the exported files.
 FOLDED = ("bn",)
 MAP_IMAGES = 32  # images the map runs (every intermediate tensor is kept in memory)
+
+
+def map_sample(count: int) -> np.ndarray:
+    """Indices of the calibration images the map runs: evenly spread over the set (the set
+    is ordered by class folder)."""
+    return np.unique(np.linspace(0, count - 1, min(count, MAP_IMAGES)).round().astype(int))
 METRIC = ("SQNR dB: mean over images of 20·log10(‖fp32‖/‖int8 − fp32‖) of the layer's output "
-          "tensor (onnxruntime qdq_loss_debug's SQNR)")
+          "tensor (onnxruntime qdq_loss_debug's SQNR), on calibration images evenly sampled")
 
 
 @dataclass
@@ -206,7 +212,7 @@ def _fold_owner(rows: list[dict]) -> dict[str, str]:
 
 def build_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | None,
                     tflite_files: tuple[Path, Path] | None, inputs: np.ndarray) -> ErrorMap:
-    inputs = inputs[:MAP_IMAGES]
+    inputs = inputs[map_sample(len(inputs))]
     rows = [LayerError(r["name"], r["op"]) for r in analysis_rows if r["op"] not in FOLDED]
     by_name = {r.layer: r for r in rows}
     if onnx_files:
