@@ -50,12 +50,13 @@ class PrecisionPlan:
     # ---- ai-edge-quantizer ----
 
     def tflite_keep_regex(self, tensor_names, layer_names) -> str | None:
-        """A regex matching the op scopes (output tensor names) of the kept modules."""
+        """A regex matching the op scopes of the kept modules (ai-edge-quantizer's scope: the
+        op's output tensor names, each followed by ``;``)."""
         known = module_prefixes(layer_names)
         kept = sorted({t for t in tensor_names if tflite_layer(t, known) in self.keep})
         if not kept:
             return None
-        return "^(" + "|".join(re.escape(t) for t in kept) + ")$"
+        return "^(" + "|".join(re.escape(t) for t in kept) + ");$"
 
     def tflite_unit_range(self, qsvs: dict, module_outputs: dict[str, str]) -> dict:
         """Calibrated min/max with each hard-sigmoid module's output tensor set to [0, 1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -49,7 +50,8 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         overrides = (plan.onnx_tensor_overrides(onnx.load(str(prepared)).graph, wide)
                      if plan else {})
-        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
+        # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.
+        with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             quantize_static(
                 str(prepared), str(out_tmp), _Reader(calibration, input_name),
                 quant_format=QuantFormat.QDQ, per_channel=True,
@@ -59,6 +61,15 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                                "TensorQuantOverrides": overrides})
         _normalise(out_tmp)
     return out_path
+
+
+@contextlib.contextmanager
+def _no_logging():
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _normalise(path: Path) -> None:
