@@ -2,8 +2,9 @@
 when the tolerance is missed, and the per-layer error map of the shipped files.
 
 One repair order serves both formats: it comes from the int8 ONNX error map of the default
-plan (local SQNR per layer, latency measured here), computed once, when a repair first needs
-it.
+plan (local SQNR per layer), computed once, when a repair first needs it. The card's map has
+no latency column (a measurement would make card.json differ run to run); quant-report and
+report.html join the per-layer latency of profile.json.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.precision_plan import PrecisionPlan
-from edgeexport.quant_error import ErrorMap, build_error_map, measured_layer_latency
+from edgeexport.quant_error import ErrorMap, build_error_map
 from edgeexport.records import Analysis
 from edgeexport.repair import (RepairRecord, RepairSummary, p50_timer, quantize_validated,
                                repair_order)
@@ -57,17 +58,15 @@ class Int8Stage:
             emap = build_error_map(self.analysis["layers"],
                                    (self.staging / "model.fp32.onnx", plain), None,
                                    self.calibration)
-            self._order = repair_order(emap.with_latency(*measured_layer_latency(
-                plain, self.analysis)))
+            self._order = repair_order(emap, self.analysis["layers"])
         return self._order
 
     def error_map(self, fp32_onnx: Path, int8_onnx: Path, with_tflite: bool) -> ErrorMap:
         """The map of the files being shipped."""
         tflite = ((self.staging / "model.fp32.tflite", self.staging / "model.int8.tflite")
                   if with_tflite else None)
-        emap = build_error_map(self.analysis["layers"], (fp32_onnx, int8_onnx), tflite,
+        return build_error_map(self.analysis["layers"], (fp32_onnx, int8_onnx), tflite,
                                self.calibration)
-        return emap.with_latency(*measured_layer_latency(int8_onnx, self.analysis))
 
     def summary(self) -> RepairSummary:
         return RepairSummary(self.repair, list(self.plan.unit_range), self.records)

@@ -10,8 +10,9 @@ For each layer, the SQNR (dB, mean over images of 20·log10(‖x‖/‖x − x̂
 - ``tflite_db``: int8 ``.tflite`` tensor (dequantized) against the fp32 ``.tflite`` one, from
   ai-edge-quantizer's ``model_validator.compare_model`` (LiteRT reference kernels: XNNPACK
   does not keep intermediate tensors).
-Latency: per-layer onnxruntime kernel time (profile.json when the directory was profiled,
-else the export's own measurement), with its source stated.
+Latency: per-layer onnxruntime kernel time from profile.json when the directory was profiled
+(joined by quant-report and report.html, never stored in card.json, which stays byte-identical
+from run to run).
 """
 from __future__ import annotations
 
@@ -35,8 +36,8 @@ def map_sample(count: int) -> np.ndarray:
     """Indices of the calibration images the map runs: evenly spread over the set (the set
     is ordered by class folder)."""
     return np.unique(np.linspace(0, count - 1, min(count, MAP_IMAGES)).round().astype(int))
-METRIC = ("SQNR dB: mean over images of 20·log10(‖fp32‖/‖int8 − fp32‖) of the layer's output "
-          "tensor (onnxruntime qdq_loss_debug's SQNR), on calibration images evenly sampled")
+METRIC = ("SQNR dB: mean over images of 20·log10(‖fp32‖/‖int8 − fp32‖) of the layer's "
+          "output tensor (onnxruntime qdq_loss_debug's SQNR), on calibration images evenly sampled")
 
 
 @dataclass
@@ -134,8 +135,8 @@ def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[f
     for tensor, e in errors.items():
         local = None
         if tensor in qparams:
-            local = _mean_sqnr(acts["float"][tensor],
-                               [_fake_quantize(x, *qparams[tensor]) for x in acts["float"][tensor]])
+            floats = acts["float"][tensor]
+            local = _mean_sqnr(floats, [_fake_quantize(x, *qparams[tensor]) for x in floats])
         out[tensor] = (local, e["xmodel_err"])
     return out
 
@@ -226,21 +227,6 @@ def build_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | N
             if tensor in errors and layer in by_name:
                 by_name[layer].tflite_db = errors[tensor]
     return ErrorMap(rows, len(inputs))
-
-
-LATENCY_RUNS, LATENCY_WARMUP = 20, 5
-
-
-def measured_layer_latency(int8_onnx: Path, analysis: dict) -> tuple[dict[str, float], str]:
-    """Per-layer onnxruntime kernel times of the int8 ONNX here (profile's attribution)."""
-    import onnxruntime
-
-    from edgeexport.profile import attribute, measure_onnx
-    _, per_node, _ = measure_onnx(int8_onnx, 1, LATENCY_RUNS, LATENCY_WARMUP)
-    rows = attribute(per_node, analysis)
-    return ({r["name"]: r["latency_ms"] for r in rows},
-            f"measured on the build host during export: onnxruntime {onnxruntime.__version__} "
-            f"profiler kernel times of model.int8.onnx, 1 thread, mean of {LATENCY_RUNS} runs")
 
 
 def profile_latency(directory: Path) -> tuple[dict[str, float], str] | None:

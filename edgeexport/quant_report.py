@@ -10,6 +10,7 @@ from edgeexport.quant_error import ErrorMap, profile_latency
 from edgeexport.repair import RepairSummary
 
 CARD = "card.json"
+NO_LATENCY = "not measured: the directory has no profile.json"
 WORST_ROW = ' class="worst"'
 
 
@@ -64,6 +65,6 @@ def error_map_html(variant_id: str, card: dict, profiled_layers: list[dict] | No
     return (f'<section id="int8-error-map"><h2>int8 error map, {esc(variant_id)}</h2>'
             f"<ul><li>{esc(emap.metric)}; {emap.images} images. Highlighted: the "
             f"{len(worst)} layers with the lowest local SQNR.</li>"
-            f"<li>latency: {esc(source or 'not measured')}</li>{repairs}</ul>"
+            f"<li>latency: {esc(source or NO_LATENCY)}</li>{repairs}</ul>"
             "<table><tr><th>layer</th><th>op</th><th>local dB</th><th>ONNX dB</th>"
             f"<th>TFLite dB</th><th>latency ms</th><th>kept</th></tr>{rows}</table></section>")

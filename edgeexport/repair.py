@@ -3,12 +3,17 @@ sensitive layers at 16-bit activations until it holds, within a stated budget.
 
 Sensitivity: the layer's local int8 SQNR from the error map (the noise its own int8 range adds,
 quant_error). Order: most sensitive first, and within a 3 dB band of sensitivity the cheapest
-first by measured per-layer latency (a layer kept at 16 bits leaves the fused int8 kernels, so
-its time grows). Attempts keep a growing prefix of that order, REPAIR_STEPS layers, so a repair
+first. Cheapest by the analysis' int8 activation bytes of the layer (input + output), not by a
+per-layer timing: a kept tensor doubles in size and its producer and consumers leave the fused
+int8 kernels, which scales with those bytes; a timing would reorder layers of similar cost
+from run to run and make the exported model differ (same inputs → same bytes). The measured
+cost of the repair as a whole is recorded (p50 before/after). Attempts keep a growing prefix
+of that order, REPAIR_STEPS layers, so a repair
 costs at most len(REPAIR_STEPS) re-quantizations; the smallest prefix that holds is shipped.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -68,11 +73,12 @@ class RepairSummary:
                    [RepairRecord.from_json(r) for r in data["formats"]])
 
 
-def repair_order(error_map: ErrorMap) -> list[str]:
+def repair_order(error_map: ErrorMap, analysis_rows: list[dict]) -> list[str]:
     """Layers to keep, most sensitive first; within a sensitivity band, cheapest first."""
+    cost = {r["name"]: r["activation_bytes_int8"] for r in analysis_rows}
     scored = [x for x in error_map.layers if x.onnx_local_db is not None]
     return [x.layer for x in sorted(scored, key=lambda x: (
-        round(x.onnx_local_db / SENSITIVITY_BAND_DB), x.latency_ms or 0.0, x.layer))]
+        math.floor(x.onnx_local_db / SENSITIVITY_BAND_DB), cost.get(x.layer, 0), x.layer))]
 
 
 def quantize_validated(fmt: str, plan: PrecisionPlan,

@@ -255,7 +255,8 @@ def _html(target, notes, head, body, plots, error_map: str = "") -> bytes:
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
 table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
 td{{text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}
-figcaption{{font-size:12px;color:#555}}tr.worst td{{background:#fdd;font-weight:bold}}</style></head>
+figcaption{{font-size:12px;color:#555}}
+tr.worst td{{background:#fdd;font-weight:bold}}</style></head>
 <body><h1>edgeexport build: {esc(target.name)} ({esc(target.description)})</h1>
 <ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>{table}{figures}{error_map}
 <script>

@@ -39,7 +39,8 @@ from edgeexport.validate import INT8_MIN_COSINE
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
 @json_option
 def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
-           calib_method, calib_size, target, formats, tflite_io, min_cosine, no_repair, out, as_json):
+           calib_method, calib_size, target, formats, tflite_io, min_cosine, no_repair, out,
+           as_json):
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
     from edgeexport.export import ExportOptions, run_export
     from edgeexport.records import Variant

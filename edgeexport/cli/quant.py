@@ -17,7 +17,7 @@ WORST_SHOWN = 5
 @json_option
 def quant_report(directory, as_json):
     """Per-layer int8 SQNR (ONNX and TFLite side by side), latency, and any repair."""
-    from edgeexport.quant_report import load_quant_report
+    from edgeexport.quant_report import NO_LATENCY, load_quant_report
     report = load_quant_report(directory)
     if as_json:
         print_json(report)
@@ -31,7 +31,7 @@ def quant_report(directory, as_json):
              "16-bit" if x["layer"] in kept else ""] for x in emap["layers"]]
     footer = [f"▶ the {WORST_SHOWN} layers with the lowest local SQNR (their own int8 noise)",
               f"metric: {emap['metric']}; {emap['images']} images",
-              f"latency: {emap['latency_source'] or 'not measured'}"]
+              f"latency: {emap['latency_source'] or NO_LATENCY}"]
     for r in repair["formats"]:
         footer.append(f"repair ({r['format']}): kept {len(r['kept'])} layer(s) at 16-bit "
                       f"activations, cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}, "
