@@ -69,4 +69,4 @@ class Int8Stage:
                                self.calibration)
 
     def summary(self) -> RepairSummary:
-        return RepairSummary(self.repair, list(self.plan.unit_range), self.records)
+        return RepairSummary.of(self.repair, self.plan.unit_range, self.records)

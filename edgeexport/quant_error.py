@@ -20,7 +20,7 @@ import contextlib
 import io
 import math
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from edgeexport.layer_names import onnx_layer, tflite_module_outputs
 
 # Rows whose ops fold into the compute layer before them in the exported files.
 FOLDED = ("bn",)
+WORST = 5  # layers highlighted as the worst
 MAP_IMAGES = 32  # images the map runs (every intermediate tensor is kept in memory)
 
 
@@ -57,16 +58,21 @@ class LayerError:
 
 @dataclass
 class ErrorMap:
+    """card.json → int8_error_map (a field of artifacts.Card)."""
     layers: list[LayerError]
     images: int
+    worst: list[str] = field(default_factory=list)  # lowest local SQNR first
     metric: str = METRIC
     latency_source: str | None = None
-    notes: list[str] = field(default_factory=list)
 
-    def worst(self, n: int = 5) -> list[LayerError]:
-        """The ``n`` layers with the lowest local int8 SQNR (their own quantization noise)."""
-        scored = [x for x in self.layers if x.onnx_local_db is not None]
-        return sorted(scored, key=lambda x: (x.onnx_local_db, x.layer))[:n]
+    @classmethod
+    def of(cls, layers: list[LayerError], images: int) -> "ErrorMap":
+        for row in layers:
+            for name in ("onnx_local_db", "onnx_db", "tflite_db"):
+                setattr(row, name, _round(getattr(row, name)))
+        scored = sorted((x for x in layers if x.onnx_local_db is not None),
+                        key=lambda x: (x.onnx_local_db, x.layer))
+        return cls(layers, images, [x.layer for x in scored[:WORST]])
 
     def with_latency(self, per_layer_ms: dict[str, float], source: str) -> "ErrorMap":
         for row in self.layers:
@@ -74,20 +80,12 @@ class ErrorMap:
         self.latency_source = source
         return self
 
-    def to_json(self) -> dict:
-        return {"metric": self.metric, "images": self.images,
-                "latency_source": self.latency_source, "notes": self.notes,
-                "worst": [x.layer for x in self.worst()],
-                "layers": [{k: _round(v) for k, v in asdict(x).items()} for x in self.layers]}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ErrorMap":
-        return cls([LayerError(**row) for row in data["layers"]], data["images"],
-                   data["metric"], data.get("latency_source"), list(data.get("notes", [])))
-
 
 def _round(v):
-    return round(v, 3) if isinstance(v, float) and math.isfinite(v) else v
+    """3 decimals (finite values); ±inf (a tensor int8 holds exactly) as None."""
+    if v is None or not math.isfinite(v):
+        return None
+    return round(float(v), 3)
 
 
 def _mean_sqnr(reference, candidate) -> float:
@@ -226,21 +224,15 @@ def build_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | N
         for layer, tensor in layer_tensors_tflite(tflite_files[0], analysis_rows).items():
             if tensor in errors and layer in by_name:
                 by_name[layer].tflite_db = errors[tensor]
-    return ErrorMap(rows, len(inputs))
+    return ErrorMap.of(rows, len(inputs))
 
 
-def profile_latency(directory: Path) -> tuple[dict[str, float], str] | None:
-    """Per-layer latency from the directory's profile.json, when it was profiled."""
-    import json
-    path = directory / "profile.json"
-    if not path.is_file():
+def profile_latency(profile) -> tuple[dict[str, float], str] | None:
+    """Per-layer int8 onnxruntime latency of a profile.json record (artifacts.Profile)."""
+    measured = profile.measurements.get("onnxruntime_int8") if profile else None
+    if measured is None or not measured.layers:
         return None
-    data = json.loads(path.read_text("utf-8"))
-    layers = {r["name"]: r["latency_ms"] for r in data.get("layers", [])}
-    if not layers:
-        return None
-    where = data.get("where", {})
-    run = data.get("end_to_end", {})
-    return layers, (f"profile.json: measured on {where.get('cpu', '?')}, {run.get('runtime')} "
-                    f"{run.get('runtime_version', '')}, {run.get('threads')} thread(s), "
-                    f"{data.get('precision')} model")
+    run = measured.end_to_end
+    return ({x.name: x.latency_ms for x in measured.layers},
+            f"profile.json: measured on {measured.where.get('cpu', '?')}, {run.runtime} "
+            f"{run.runtime_version}, {run.threads} thread(s), {run.runs} runs, int8 model")

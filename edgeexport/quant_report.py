@@ -1,52 +1,45 @@
-"""Read an export directory's int8 error map and repair record (card.json), with the per-layer
-latency of its profile.json when the directory was profiled."""
+"""An export directory's int8 error map and repair record (card.json), with the per-layer
+latency of its profile.json when the directory was profiled (a build variant)."""
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
+from edgeexport.artifacts import PROFILE, Card, Profile, read_record
 from edgeexport.errors import UserError
-from edgeexport.quant_error import ErrorMap, profile_latency
-from edgeexport.repair import RepairSummary
+from edgeexport.quant_error import profile_latency
 
-CARD = "card.json"
 NO_LATENCY = "not measured: the directory has no profile.json"
 WORST_ROW = ' class="worst"'
 
 
 def load_quant_report(directory: Path) -> dict:
-    card_path = directory / CARD
-    if not card_path.is_file():
-        raise UserError(f"{directory}: no {CARD} (is it an export directory?)")
-    try:
-        card = json.loads(card_path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{card_path}: not a readable card ({e.__class__.__name__})") from None
-    if "int8_error_map" not in card:
-        raise UserError(f"{card_path}: no int8 error map (exported by an older edgeexport; "
-                        "export again)")
-    emap = ErrorMap.from_json(card["int8_error_map"])
-    profiled = profile_latency(directory)
-    if profiled is not None:
-        emap.with_latency(*profiled)
-    repair = RepairSummary.from_json(card["int8_repair"])
-    return {"directory": str(directory), "variant_id": card.get("variant_id"),
-            "int8_error_map": emap.to_json(), "int8_repair": repair.to_json()}
+    card = read_record(directory, Card)
+    if card.int8_error_map is None or card.int8_repair is None:
+        raise UserError(f"{directory}/card.json: no int8 error map (exported by an older "
+                        "edgeexport; export again)")
+    emap = card.int8_error_map
+    if (directory / PROFILE).is_file():
+        profiled = profile_latency(read_record(directory, Profile))
+        if profiled is not None:
+            emap.with_latency(*profiled)
+    return {"directory": str(directory), "variant_id": card.variant_id,
+            "int8_error_map": dataclasses.asdict(emap),
+            "int8_repair": dataclasses.asdict(card.int8_repair)}
 
 
-def error_map_html(variant_id: str, card: dict, profiled_layers: list[dict] | None) -> str:
+def error_map_html(variant_id: str, card: Card, profile: Profile | None) -> str:
     """The error map as an HTML section, the worst layers highlighted (report.html)."""
     import html
-    if "int8_error_map" not in card:
+    if card.int8_error_map is None or card.int8_repair is None:
         return ""
-    emap = ErrorMap.from_json(card["int8_error_map"])
+    emap = card.int8_error_map
+    profiled = profile_latency(profile)
+    if profiled is not None:
+        emap.with_latency(*profiled)
     source = emap.latency_source
-    if profiled_layers:
-        emap.with_latency({r["name"]: r["latency_ms"] for r in profiled_layers},
-                          "profile.json (onnxruntime int8, measured here)")
-        source = emap.latency_source
-    worst = {x.layer for x in emap.worst()}
-    repair = RepairSummary.from_json(card["int8_repair"])
+    worst = set(emap.worst)
+    repair = card.int8_repair
     kept = {layer for r in repair.formats for layer in r.kept}
     esc = html.escape
     cell = lambda v, f: "–" if v is None else f.format(v)  # noqa: E731

@@ -14,7 +14,7 @@ costs at most len(REPAIR_STEPS) re-quantizations; the smallest prefix that holds
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,34 +43,21 @@ class RepairRecord:
     budget: str = (f"at most {REPAIR_STEPS[-1]} layers kept, in {len(REPAIR_STEPS)} attempts "
                    f"of {', '.join(map(str, REPAIR_STEPS))} layers")
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "RepairRecord":
-        return cls(**data)
 
 
 @dataclass
 class RepairSummary:
-    """card.json → int8_repair: the default plan and each format's repair (empty: none)."""
+    """card.json → int8_repair (a field of artifacts.Card): the default plan and each
+    format's repair (``formats`` empty: plain int8 held the tolerance, or was not enforced)."""
     enabled: bool
+    kept_layers: int  # the most any format kept
     hard_sigmoid_range_0_1: list[str]
     formats: list[RepairRecord] = field(default_factory=list)
 
-    @property
-    def kept_layers(self) -> int:
-        return max((len(r.kept) for r in self.formats), default=0)
-
-    def to_json(self) -> dict:
-        return {"enabled": self.enabled, "kept_layers": self.kept_layers,
-                "hard_sigmoid_range_0_1": self.hard_sigmoid_range_0_1,
-                "formats": [r.to_json() for r in self.formats]}
-
     @classmethod
-    def from_json(cls, data: dict) -> "RepairSummary":
-        return cls(data["enabled"], data["hard_sigmoid_range_0_1"],
-                   [RepairRecord.from_json(r) for r in data["formats"]])
+    def of(cls, enabled: bool, unit_range, records: list[RepairRecord]) -> "RepairSummary":
+        return cls(enabled, max((len(r.kept) for r in records), default=0), list(unit_range),
+                   list(records))
 
 
 def repair_order(error_map: ErrorMap, analysis_rows: list[dict]) -> list[str]:

@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgeexport.calibration import ImageSet, Preprocessing
+from edgeexport.artifacts import TFLITE_FP32_VS_PYTORCH, TFLITE_INT8_VS_PYTORCH
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
+from edgeexport.imagesets import ImageSet, Preprocessing
 from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.runtimes import litert_interpreter, run_litert
 from edgeexport.tflite_inspect import read_tflite
@@ -121,9 +122,9 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
             path = quantize(None)
             return path, evaluate(path)
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
-    validation = {"tflite_fp32_vs_pytorch": require_fp32_match(compare(
+    validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
-        held_out.labels)).to_json()}
+        held_out.labels))}
     int8, int8_comparison = validated_int8(
         lambda plan: quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type,
                                    method, plan),
@@ -133,7 +134,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     problems = summary.full_integer_problems(io_type)
     if problems:
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
-    validation["tflite_int8_vs_pytorch"] = check_int8(int8_comparison).to_json()
+    validation[TFLITE_INT8_VS_PYTORCH] = check_int8(int8_comparison)
     return {
         "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8},
         "validation": validation,
@@ -144,6 +145,6 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
                 else "moving average of per-image min/max"},
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
-        "metadata": "no TFLite Metadata embedded (its writer needs tflite-support, which "
-                    "needs TensorFlow); normalisation and labels are in card.json",
+        "metadata": "no TFLite Metadata embedded in these files; normalisation and labels "
+                    "are in card.json",
     }
