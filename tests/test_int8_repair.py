@@ -133,3 +133,51 @@ def test_error_map_ranks_layers_like_pytorch(repaired_v3, dataset):
     ranked = sorted(torch_db, key=torch_db.get)
     for layer in kept:
         assert layer in ranked[:2 * len(kept) + 3], (layer, ranked[:8])
+
+
+# ---- the repair loop's control, with a stand-in quantizer (no network needed) ----
+
+def _fake_run(threshold):
+    """A model whose cosine reaches 0.99 once ``threshold`` layers are kept."""
+    from edgeexport.validate import Comparison
+    calls = []
+
+    def quantize(plan):
+        calls.append(plan.keep)
+        return len(plan.keep)
+
+    def evaluate(kept):
+        c = 0.99 if kept >= threshold else 0.5
+        return Comparison("ref", "cand", 10, 0.0, 1.0, c, c, 1.0)
+    return quantize, evaluate, calls
+
+
+def test_repair_keeps_the_smallest_prefix_that_holds():
+    from edgeexport.precision_plan import PrecisionPlan
+    from edgeexport.repair import quantize_validated
+    order = [f"layer{i}" for i in range(30)]
+    quantize, evaluate, calls = _fake_run(threshold=3)
+    path, result, record = quantize_validated(
+        "onnx", PrecisionPlan(), quantize, evaluate, 0.98, True, lambda: order,
+        timer=lambda path: 1.0)
+    # Attempts: plain, then 1, 2 and 4 layers (the first prefix ≥ 3).
+    assert calls == [(), ("layer0",), ("layer0", "layer1"), tuple(order[:4])]
+    assert record.kept == order[:4] and result.cosine_mean == 0.99
+    assert [a["kept"] for a in record.attempts] == [1, 2, 4]
+    assert (record.cosine_before, record.cosine_after) == (0.5, 0.99)
+
+
+def test_repair_refuses_past_its_budget_and_not_when_disabled():
+    from edgeexport.errors import ValidationError
+    from edgeexport.precision_plan import PrecisionPlan
+    from edgeexport.repair import quantize_validated
+    order = [f"layer{i}" for i in range(30)]
+    quantize, evaluate, calls = _fake_run(threshold=17)
+    with pytest.raises(ValidationError, match="up to 16 sensitive layers"):
+        quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98, True,
+                           lambda: order, timer=lambda path: 1.0)
+    assert [len(k) for k in calls] == [0, 1, 2, 4, 8, 16]
+    quantize, evaluate, calls = _fake_run(threshold=1)
+    _, result, record = quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98,
+                                           False, lambda: order, timer=lambda path: 1.0)
+    assert calls == [()] and record is None and result.cosine_mean == 0.5
