@@ -54,7 +54,8 @@ def error_map_html(variant_id: str, card: Card, profile: Profile | None) -> str:
         f"({esc(', '.join(r.kept))}), cosine {r.cosine_before:.4f} → {r.cosine_after:.4f}, "
         f"p50 {cell(r.latency_before_ms, '{:.3f}')} → {cell(r.latency_after_ms, '{:.3f}')} ms "
         f"({esc(r.latency_note)})</li>" for r in repair.formats) or \
-        "<li>repair: none needed (every layer plain int8)</li>"
+        ("<li>repair: none needed (every layer plain int8)</li>" if repair.enabled else
+         "<li>repair: off (--no-repair, or no --weights: int8 drift not enforced)</li>")
     return (f'<section id="int8-error-map"><h2>int8 error map, {esc(variant_id)}</h2>'
             f"<ul><li>{esc(emap.metric)}; {emap.images} images. Highlighted: the "
             f"{len(worst)} layers with the lowest local SQNR.</li>"

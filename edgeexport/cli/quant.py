@@ -37,7 +37,8 @@ def quant_report(directory, as_json):
                       f"activations, cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}, "
                       f"p50 {_ms(r['latency_before_ms'])} → {_ms(r['latency_after_ms'])} ms")
     if not repair["formats"]:
-        footer.append("repair: none needed (every layer plain int8)")
+        footer.append("repair: none needed (every layer plain int8)" if repair["enabled"] else
+                      "repair: off (--no-repair, or no --weights: int8 drift not enforced)")
     print_table(f"{directory}: int8 error map", ["layer", "op", "local dB", "ONNX dB",
                                                  "TFLite dB", "latency ms", "kept"],
                 rows, footer)
