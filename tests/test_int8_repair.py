@@ -1,60 +1,49 @@
-"""int8 error map and automatic repair, on networks trained here: the V3 whose plain int8
-collapses exports with a repaired int8 model (checked with independent runners), trained
-V1/V2 need no repair, and the map's sensitivity ranking agrees with PyTorch."""
+"""int8 error map and automatic repair, on networks trained here: trained V1/V2 need no
+repair, the map's per-layer SQNR agrees with PyTorch forward hooks, and the V3 whose plain
+int8 collapses is refused after the stated repair budget (it is not repairable by keeping a
+few layers: see the test's docstring)."""
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import run_cli
-from tests.trained import ALPHA, RES, cosine, inputs_for, litert_outputs, ort_outputs
+from tests.conftest import assert_one_line_error, run_cli
+from tests.trained import ALPHA, RES, inputs_for
 
-# Layers the repair keeps at 16-bit activations for the collapsing V3 (its first
-# successful attempt; the attempts keep 1, 2, 4, 8, 16 layers).
-EXPECTED_KEPT = 1
 
 
 @pytest.fixture(scope="session")
-def repaired_v3(dataset, collapsing_v3, tmp_path_factory):
+def plain_int8_v3(dataset, collapsing_v3, tmp_path_factory):
+    """The collapsing V3 exported with --min-cosine 0: plain int8 ships (nothing to repair),
+    so its error map is the map of plain int8."""
     model, weights = collapsing_v3
-    out = tmp_path_factory.mktemp("repaired")
+    out = tmp_path_factory.mktemp("plain-v3")
     card = json.loads(run_cli(
         "export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
         "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
-        "--eval", dataset["eval"], "--target", "rpi4", "--out", out, "--json").stdout)
+        "--eval", dataset["eval"], "--target", "rpi4", "--min-cosine", 0, "--out", out,
+        "--json").stdout)
     return model, out, card
 
 
-def test_collapsing_v3_ships_repaired_int8(repaired_v3, dataset):
-    model, out, card = repaired_v3
-    evalset = inputs_for("mobilenet_v3_large", dataset["eval"])
-    with torch.no_grad():
-        reference = model(torch.from_numpy(evalset.inputs)).numpy()
-    fp32_onnx = ort_outputs(out / "model.fp32.onnx", evalset.inputs)
-    for got, ref in ((ort_outputs(out / "model.int8.onnx", evalset.inputs), fp32_onnx),
-                     (litert_outputs(out / "model.int8.tflite", evalset.inputs), reference)):
-        assert cosine(got, ref) >= 0.98
-        assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.95
-    repair = card["int8_repair"]
-    assert repair["enabled"] is True
-    by_format = {r["format"]: r for r in repair["formats"]}
-    assert set(by_format) == {"onnx", "tflite"}
-    for r in by_format.values():
-        assert r["cosine_before"] < 0.98 <= r["cosine_after"]
-        assert r["latency_before_ms"] > 0 and r["latency_after_ms"] > 0
-        assert len(r["kept"]) == r["attempts"][-1]["kept"]
-    assert repair["kept_layers"] == EXPECTED_KEPT
-    # The kept layers really run at 16 bits in the .tflite: LiteRT's own tensor listing.
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=str(out / "model.int8.tflite"))
-    assert any(t["dtype"] == np.int16 for t in it.get_tensor_details())
-    # ...and in the ONNX graph: 16-bit QuantizeLinear zero points.
-    import onnx
-    graph = onnx.load(str(out / "model.int8.onnx")).graph
-    sixteen = {i.name for i in graph.initializer
-               if i.data_type in (onnx.TensorProto.INT16, onnx.TensorProto.UINT16)}
-    assert any(n.op_type == "QuantizeLinear" and n.input[2] in sixteen for n in graph.node)
+def test_collapsing_v3_repair_budget_is_stated_and_enforced(dataset, collapsing_v3,
+                                                            tmp_path_factory):
+    """Measured on this V3: plain int8 cosine 0.62 (hard-sigmoid fix on); all activations at
+    16 bits still only 0.77, and 48 layers in float 0.84: its int8 error is spread over the
+    whole network (and its weights), not held by a few layers. So the repair runs its budget
+    and refuses in one line, naming each attempt, with nothing written."""
+    _, weights = collapsing_v3
+    out = tmp_path_factory.mktemp("beyond-budget")
+    proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
+                   "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
+                   "--eval", dataset["eval"], "--target", "rpi4", "--out", out, check=False)
+    assert_one_line_error(proc, "drifts", "up to 16 sensitive layers", "did not repair it")
+    tried = re.findall(r"(\d+) layers → ([\d.]+)", proc.stderr)
+    assert [int(n) for n, _ in tried] == [1, 2, 4, 8, 16]
+    assert all(float(c) < 0.98 for _, c in tried)
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("family", ["mobilenet_v1", "mobilenet_v2"])
@@ -112,27 +101,26 @@ def _pytorch_local_sqnr(model, images, measured):
     return sqnr
 
 
-def test_error_map_ranks_layers_like_pytorch(repaired_v3, dataset):
-    """The map's worst plain-int8 layer is PyTorch's worst (fake-quantized in forward hooks),
-    and the layers the repair kept are among PyTorch's most sensitive."""
-    model, _, card = repaired_v3
+def test_error_map_ranks_layers_like_pytorch(plain_int8_v3, dataset):
+    """The map's worst int8 layer is PyTorch's worst (fake-quantized in forward hooks), with
+    the same SQNR; the map has both runtimes' columns."""
+    model, out, card = plain_int8_v3
     emap = card["int8_error_map"]
-    kept = set(card["int8_repair"]["formats"][0]["kept"])
+    assert card["int8_repair"]["kept_layers"] == 0
+    assert sum(r["tflite_db"] is not None for r in emap["layers"]) >= 20
     calib = inputs_for("mobilenet_v3_large", dataset["train"]).inputs
     measured = np.linspace(0, len(calib) - 1, emap["images"]).round().astype(int)
     torch_db = _pytorch_local_sqnr(model, calib, measured)
     ours = {r["layer"]: r["onnx_local_db"] for r in emap["layers"]
-            if r["onnx_local_db"] is not None and r["layer"] in torch_db
-            and r["layer"] not in kept}
+            if r["onnx_local_db"] is not None and r["layer"] in torch_db}
     assert len(ours) >= 20
     worst_ours = min(ours, key=ours.get)
     worst_torch = min(ours, key=lambda k: torch_db[k])
     assert worst_ours == worst_torch, (worst_ours, ours[worst_ours], worst_torch,
                                        torch_db[worst_torch])
-    assert ours[worst_ours] == pytest.approx(torch_db[worst_ours], abs=1.5)
-    ranked = sorted(torch_db, key=torch_db.get)
-    for layer in kept:
-        assert layer in ranked[:2 * len(kept) + 3], (layer, ranked[:8])
+    assert emap["worst"][0] == worst_ours
+    for layer in emap["worst"]:
+        assert ours[layer] == pytest.approx(torch_db[layer], abs=0.5)
 
 
 # ---- the repair loop's control, with a stand-in quantizer (no network needed) ----
