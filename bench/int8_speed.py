@@ -77,7 +77,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.exports or Path(tmp)
         dirs = {f: export(f, root / f) for f in families}
-        calls = {(f, rt, p): runner(rt, dirs[f] / f"model.{p}.{'onnx' if rt == 'onnxruntime' else 'tflite'}")
+        suffix = {"onnxruntime": "onnx", "litert": "tflite"}
+        calls = {(f, rt, p): runner(rt, dirs[f] / f"model.{p}.{suffix[rt]}")
                  for f in families for rt, p in MODELS}
         load_before = os.getloadavg()
         wall = {k: [] for k in calls}
