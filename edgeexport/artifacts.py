@@ -19,6 +19,7 @@ from edgeexport.errors import UserError
 from edgeexport.fileio import write_json
 from edgeexport.records import Variant
 from edgeexport.validate import Comparison
+from edgeexport.xnnpack_delegation import XnnpackDelegation
 
 # ---- file names -------------------------------------------------------------------------
 ANALYSIS = "analysis.json"
@@ -198,6 +199,7 @@ class Card(Record):
     tools: dict[str, str]
     warnings: list[str]
     files: dict[str, FileEntry] = field(default_factory=dict)
+    tflite_int8_xnnpack: XnnpackDelegation | None = None  # partitions, ops left to TFLite
 
     @property
     def variant_id(self) -> str:

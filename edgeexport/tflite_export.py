@@ -133,8 +133,8 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                                  "rewritten as x · clamp(x/6 + 1/2, 0, 1) (1×1 depthwise "
                                  "conv + MUL) so XNNPACK runs it",
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
-                else "moving average of per-image min/max",
-                "xnnpack": xnnpack_delegation(int8).to_json()},
+                else "moving average of per-image min/max"},
+        "xnnpack": xnnpack_delegation(int8),
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
         "metadata": "no TFLite Metadata embedded in these files; normalisation and labels "
                     "are in card.json",

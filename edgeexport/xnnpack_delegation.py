@@ -9,6 +9,7 @@ the device install.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,33 +26,27 @@ KNOWN_REASONS = {
 
 @dataclass(frozen=True)
 class NotDelegated:
-    index: int
+    index: int  # the op's index in the .tflite's operator list
     op: str
     why: str
-
-    def to_json(self) -> dict:
-        return {"index": self.index, "op": self.op, "why": self.why}
-
-    @classmethod
-    def from_json(cls, data: dict) -> "NotDelegated":
-        return cls(int(data["index"]), str(data["op"]), str(data["why"]))
 
 
 @dataclass(frozen=True)
 class XnnpackDelegation:
-    runtime: str
+    """card.json → tflite_int8_xnnpack."""
+    measured_with: str  # the LiteRT whose delegate was asked
     ops: int
     partitions: int
     not_delegated: list[NotDelegated] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"measured_with": self.runtime, "ops": self.ops, "partitions": self.partitions,
-                "not_delegated": [n.to_json() for n in self.not_delegated]}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "XnnpackDelegation":
         return cls(str(data["measured_with"]), int(data["ops"]), int(data["partitions"]),
-                   [NotDelegated.from_json(n) for n in data["not_delegated"]])
+                   [NotDelegated(int(n["index"]), str(n["op"]), str(n["why"]))
+                    for n in data["not_delegated"]])
 
 
 def xnnpack_delegation(path: Path) -> XnnpackDelegation:
