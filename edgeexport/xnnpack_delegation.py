@@ -33,7 +33,7 @@ class NotDelegated:
 
 @dataclass(frozen=True)
 class XnnpackDelegation:
-    """card.json → tflite_int8_xnnpack."""
+    """card.json → tflite.xnnpack (of model.int8.tflite)."""
     measured_with: str  # the LiteRT whose delegate was asked
     ops: int
     partitions: int

@@ -44,7 +44,7 @@ def test_int8_tflite_is_one_xnnpack_partition(family, exported):
     ops = litert_listing(out / "model.int8.tflite")
     assert sum(op["op_name"] == "DELEGATE" for op in ops) == 1
     assert not any(op["op_name"] == "HARD_SWISH" for op in ops)
-    xnnpack = card["tflite_int8_xnnpack"]
+    xnnpack = card["tflite"]["xnnpack"]
     assert xnnpack["partitions"] == 1 and xnnpack["not_delegated"] == []
     assert xnnpack["ops"] == sum(op["op_name"] != "DELEGATE" for op in ops)
 
