@@ -73,7 +73,7 @@ def test_hard_swish_rewrite_delegates_and_keeps_outputs(exported, dataset):
     cal.calibrate({signature: [{name: x.transpose(1, 2, 0)[None]}
                                for x in inputs_for("mobilenet_v3_small",
                                                    dataset["train"]).inputs[:32]]}, manager)
-    plain = bytes(q.quantize(cal.get_model_qsvs()).quantized_model)
+    plain = bytes(q.quantize(cal.get_model_qsvs(), enable_progress_report=False).quantized_model)
     with tempfile.TemporaryDirectory() as tmp:
         before, after = Path(tmp) / "plain.tflite", Path(tmp) / "rewritten.tflite"
         before.write_bytes(plain)
