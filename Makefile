@@ -43,6 +43,8 @@ endif
 	TORCHVISION_REFERENCE=$(TVREF) $(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed
+	$(BIN)/python bench/int8_speed.py
+	$(BIN)/python bench/int8_rewrites.py
 	$(BIN)/python bench/int8_latency.py
 	$(BIN)/python bench/profile_overhead.py
 	$(BIN)/python bench/build_time.py

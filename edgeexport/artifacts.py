@@ -24,6 +24,7 @@ from edgeexport.quant_error import ErrorMap
 from edgeexport.records import Variant
 from edgeexport.repair import RepairSummary
 from edgeexport.validate import Comparison
+from edgeexport.xnnpack_delegation import XnnpackDelegation
 
 # ---- file names -------------------------------------------------------------------------
 ANALYSIS = "analysis.json"
@@ -237,6 +238,7 @@ class TfliteInfo:
     metadata: str
     fp32: dict[str, Any]
     int8: dict[str, Any]
+    xnnpack: XnnpackDelegation | None = None  # int8 file: partitions, ops left to TFLite
 
 
 @dataclass

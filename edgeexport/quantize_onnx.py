@@ -1,9 +1,11 @@
 """Stage: fp32 ONNX → int8 ONNX (onnxruntime static quantization, QDQ).
 
 Weights: per-channel symmetric int8. Activations: the target file's type (int8 or uint8) —
-measured on this x86 CPU, uint8 activations let onnxruntime fuse every Conv/Add into
-QLinear kernels while int8 left some in float. ``quantized_op_counts`` reports what actually
-runs quantized after onnxruntime's graph optimisation on the machine doing the export.
+onnxruntime fuses DQ → Conv/MatMul → Q with int8 activations only on Arm builds
+(``QDQIsInt8Allowed()``), so on x86 only uint8 activations fuse every Conv. The graph is first
+rewritten so MobileNetV3's pools and hard-sigmoid gates fuse too (onnx_int8_graph).
+``quantized_op_counts`` reports what actually runs quantized after onnxruntime's graph
+optimisation on the machine doing the export.
 """
 from __future__ import annotations
 
@@ -18,13 +20,15 @@ import numpy as np
 import onnx
 
 from edgeexport.fileio import atomic_path
+from edgeexport.onnx_int8_graph import int8_friendly
 from edgeexport.precision_plan import PrecisionPlan
 
 METHODS = ("MinMax", "Entropy", "Percentile")
-COUNTED_OPS = ("Conv", "Add", "Gemm", "Mul", "MatMul")
+COUNTED_OPS = ("Conv", "Add", "Gemm", "Mul", "MatMul", "GlobalAveragePool", "ReduceMean",
+               "HardSigmoid", "HardSwish")
 QUANTIZED_KERNELS = {"QLinearConv": "Conv", "QLinearAdd": "Add", "QGemm": "Gemm",
                      "QLinearMul": "Mul", "QLinearMatMul": "MatMul", "MatMulInteger": "MatMul",
-                     "ConvInteger": "Conv"}
+                     "ConvInteger": "Conv", "QLinearGlobalAveragePool": "GlobalAveragePool"}
 
 
 class _Reader:
@@ -46,8 +50,9 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
     wide = {"int8": QuantType.QInt16, "uint8": QuantType.QUInt16}[activation_type]
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as out_tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        rewritten, prepared = Path(tmp) / "rewritten.onnx", Path(tmp) / "prepared.onnx"
+        onnx.save(int8_friendly(onnx.load(str(fp32_path))), str(rewritten))
+        quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=True)
         overrides = (plan.onnx_tensor_overrides(onnx.load(str(prepared)).graph, wide)
                      if plan else {})
         # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.

@@ -23,8 +23,10 @@ from edgeexport.fileio import write_bytes
 from edgeexport.imagesets import ImageSet, Preprocessing
 from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.runtimes import litert_interpreter, run_litert
+from edgeexport.tflite_hardswish import delegable_hard_swish
 from edgeexport.tflite_inspect import read_tflite
 from edgeexport.validate import compare, require_fp32_match
+from edgeexport.xnnpack_delegation import xnnpack_delegation
 
 
 @contextlib.contextmanager
@@ -57,7 +59,9 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     """Static int8 with ai-edge-quantizer. Ranges: with MinMax, the true min/max over the
     calibration set (as onnxruntime's MinMax); otherwise the library's default moving average
     of per-image ranges, which clips rare outliers. ``plan``: layers kept at int16
-    activations and hard-sigmoid ranges (precision_plan)."""
+    activations and hard-sigmoid ranges (precision_plan). int8 HARD_SWISH ops are then
+    rewritten into ops XNNPACK runs in int8 (tflite_hardswish), so the file stays one
+    partition."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
     interpreter = litert_interpreter(fp32_path)
@@ -77,7 +81,7 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
             qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
         q = quantizer.Quantizer(str(fp32_path), config)
         result = q.quantize(qsvs, enable_progress_report=False)
-    data = bytes(result.quantized_model)
+    data, _ = delegable_hard_swish(bytes(result.quantized_model))
     if io_type == "uint8":
         from edgeexport.tflite_uint8 import uint8_interface
         data = uint8_interface(data)
@@ -152,9 +156,12 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
         "fp32": interface(fp32, prep),
         "int8": {**interface(int8, prep), "operators": summary.op_histogram,
                  "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights, "
-                                 "int8 asymmetric activations",
+                                 "int8 asymmetric activations; each int8 HARD_SWISH "
+                                 "rewritten as x · clamp(x/6 + 1/2, 0, 1) (1×1 depthwise "
+                                 "conv + MUL) so XNNPACK runs it",
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
                 else "moving average of per-image min/max"},
+        "xnnpack": xnnpack_delegation(int8),
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
         "metadata": "TFLite Metadata embedded in model.app.tflite only (see app_tflite); "
                     "model.fp32/int8.tflite carry none: their normalisation is in card.json",
