@@ -1,0 +1,367 @@
+"""`edgeexport pull`: one variant's files from a build's index.json, by id or by budget.
+
+By budget: among the variants whose latency on the target fits, the most accurate one.
+- Latency, per variant: measured on the target board if the build measured it there, else the
+  build's estimate for the target (its cost model, with that model's runtime and known error).
+  Measurements the build takes on its own machine describe that machine, not the board: they
+  count only for the ``local`` target, or when the profile says it ran on the board
+  (``where.on_board``).
+- Accuracy: the ImageNet top-1 of Google's published checkpoint of the architecture (family,
+  α, resolution; the quantized checkpoint for int8 files, the float one for fp32), from the
+  MLPerf reference data shipped in edgeexport/data, when every fitting variant has one; otherwise MACs as a proxy
+  (within the MobileNet families more mult-adds buys accuracy; it is not an accuracy figure).
+  One criterion for all candidates: a published top-1 is never ranked against a proxy.
+Every file is verified against the index's sha256 before anything is renamed into ``-o``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from edgeexport.errors import UserError
+from edgeexport.fileio import safe_relative, sha256
+from edgeexport.transfer import Expected, HashMismatch, Source, open_source, partial_path, verify
+
+INDEX_NAME = "index.json"
+CARD = "card.json"
+PROFILE = "profile.json"
+ESTIMATE = "estimate.json"
+# --format → (file name in the variant directory, precision, runtime measured for it)
+FORMATS = {
+    "app": ("model.app.tflite", "int8", "litert"),
+    "int8.tflite": ("model.int8.tflite", "int8", "litert"),
+    "fp32.tflite": ("model.fp32.tflite", "fp32", "litert"),
+    "int8.onnx": ("model.int8.onnx", "int8", "onnxruntime"),
+    "fp32.onnx": ("model.fp32.onnx", "fp32", "onnxruntime"),
+}
+RECORD_LIMIT = 64 << 20  # an index or a JSON record larger than this is not one of ours
+REFERENCE_CSV = "rpi4_mlperf_v1.0_krai_calibration.csv"
+REFERENCE_FAMILIES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2"}
+REFERENCE_LABEL = ("ImageNet top-1 (50,000 images) of Google's published {kind} checkpoint "
+                   "for this architecture, measured by Krai in MLPerf Inference v1.0 "
+                   "(edgeexport/data/{csv}); not measured on the pulled weights")
+PROXY_LABEL = ("proxy: MACs (no published top-1 for {missing}; within the MobileNet families "
+               "more mult-adds buys accuracy); not an accuracy figure")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+# ---- the index, checked field by field -------------------------------------------------
+
+@dataclass(frozen=True)
+class IndexEntry:
+    id: str
+    variant: dict[str, Any]
+    files: dict[str, Expected]  # "<id>/<name>" → what the index promises
+    headline: dict[str, Any]
+
+    def file(self, name: str) -> tuple[str, Expected] | None:
+        for rel, expected in self.files.items():
+            if PurePosixPath(rel).name == name:
+                return rel, expected
+        return None
+
+
+@dataclass(frozen=True)
+class BuildIndex:
+    target: str
+    variants: list[IndexEntry]
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "BuildIndex":
+        """Refuse anything but the shape build.write_index writes, and any unsafe path."""
+        def bad(what: str) -> UserError:
+            return UserError(f"malformed index {where}: {what}")
+        if not isinstance(data, dict) or not isinstance(data.get("target"), str):
+            raise bad("expected an object with a 'target' name")
+        if not isinstance(data.get("variants"), list):
+            raise bad("'variants' is not a list")
+        entries = []
+        for n, v in enumerate(data["variants"]):
+            if not (isinstance(v, dict) and isinstance(v.get("id"), str) and v["id"]
+                    and isinstance(v.get("files"), dict) and isinstance(v.get("variant"), dict)):
+                raise bad(f"variant #{n} lacks an id, a variant or a files table")
+            files = {}
+            for rel, meta in v["files"].items():
+                try:
+                    safe_relative(Path("."), rel)
+                except ValueError as e:
+                    raise UserError(f"refusing index {where}: variant {v['id']}: {e}") from None
+                if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
+                        and SHA256.fullmatch(meta["sha256"])
+                        and type(meta.get("bytes")) is int and meta["bytes"] >= 0):
+                    raise bad(f"variant {v['id']}: file {rel!r} lacks a sha256 or a byte count")
+                files[rel] = Expected(meta["sha256"], meta["bytes"])
+            headline = v.get("headline", {})
+            if not isinstance(headline, dict):
+                raise bad(f"variant {v['id']}: 'headline' is not an object")
+            entries.append(IndexEntry(v["id"], v["variant"], files, headline))
+        return cls(data["target"], entries)
+
+    def entry(self, variant_id: str) -> IndexEntry:
+        for e in self.variants:
+            if e.id == variant_id:
+                return e
+        known = ", ".join(e.id for e in self.variants) or "none"
+        raise UserError(f"variant {variant_id!r} is not in the index (variants: {known})")
+
+
+# ---- the figures a choice rests on -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Figure:
+    value: float
+    kind: str   # latency: measured | estimated; accuracy: published_top1 | proxy_macs
+    label: str  # what it is: where measured / by which model / from which table
+
+
+@dataclass
+class Candidate:
+    id: str
+    latency: Figure | None
+    accuracy: Figure | None = None
+    fits: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "fits": self.fits,
+                "latency": asdict(self.latency) if self.latency else None,
+                "accuracy": asdict(self.accuracy) if self.accuracy else None}
+
+
+def measured_on_target(where: dict, target: str) -> bool:
+    """Whether a profile was taken on the target itself (see the module docstring)."""
+    return where.get("target_profile") == target and (target == "local"
+                                                      or where.get("on_board") is True)
+
+
+def latency_figure(profile: dict, estimates: dict, target: str, fmt: str) -> Figure | None:
+    """Measured on the board if it was, else the build's estimate for the target."""
+    _, precision, runtime = FORMATS[fmt]
+    measured = profile.get(f"{runtime}_{precision}")
+    if isinstance(measured, dict) and measured_on_target(measured.get("where", {}), target):
+        e2e, where = measured["end_to_end"], measured["where"]
+        return Figure(float(e2e["p50_ms"]), "measured",
+                      f"measured p50 on {where.get('cpu')} ({where.get('machine')}), "
+                      f"{e2e['runtime_version']}, {e2e['threads']} thread(s), "
+                      f"{e2e['runs']} runs after {e2e['warmup']} warm-ups")
+    estimate = estimates.get(precision)
+    if isinstance(estimate, dict):
+        model = estimate["model"]
+        return Figure(float(estimate["end_to_end"]["latency_ms"]), "estimated",
+                      f"estimated for {estimate['target']} by the {model['name']}, modelling "
+                      f"{estimate['runtime']}; known error: {model['known_error']}")
+    return None
+
+
+def published_top1(variant: dict, precision: str) -> float | None:
+    """ImageNet top-1 (%) of the architecture from the shipped MLPerf reference table."""
+    if variant.get("num_classes", 1000) != 1000:
+        return None  # not an ImageNet classifier: the published figure says nothing of it
+    text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
+    for row in csv.DictReader(io.StringIO(text)):
+        if (REFERENCE_FAMILIES.get(row["model_family"]) == variant.get("family")
+                and float(row["width_multiplier"]) == float(variant.get("alpha", -1))
+                and int(row["resolution"]) == variant.get("resolution")
+                and (row["quantized"] == "true") == (precision == "int8")):
+            return float(row["top1_percent"])
+    return None
+
+
+def rank_by_accuracy(candidates: list[Candidate], variants: dict[str, dict],
+                     macs: dict[str, int], precision: str) -> None:
+    """Give every candidate an accuracy figure of one kind (see the module docstring)."""
+    top1 = {c.id: published_top1(variants[c.id], precision) for c in candidates}
+    missing = [i for i, t in top1.items() if t is None]
+    kind = "quantized (uint8)" if precision == "int8" else "float"
+    for c in candidates:
+        if not missing:
+            c.accuracy = Figure(top1[c.id], "published_top1",
+                                REFERENCE_LABEL.format(kind=kind, csv=REFERENCE_CSV))
+        else:
+            c.accuracy = Figure(float(macs[c.id]), "proxy_macs",
+                                PROXY_LABEL.format(missing=", ".join(missing)))
+
+
+# ---- the command's work ----------------------------------------------------------------
+
+@dataclass
+class PulledFile:
+    name: str
+    path: str
+    source: str
+    sha256: str
+    bytes: int
+    status: str
+    range_requests: int = 0
+
+
+@dataclass
+class PullResult:
+    source: str
+    target: str
+    variant: str
+    format: str
+    out: str
+    files: list[PulledFile] = field(default_factory=list)
+    choice: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.source, "target": self.target, "variant": self.variant,
+                "format": self.format, "out": self.out,
+                "files": [asdict(f) for f in self.files], "choice": self.choice}
+
+
+def load_index(location: str, target: str | None, timeout: float
+               ) -> tuple[Source, BuildIndex, str]:
+    """The index at --from: index.json itself, dist/<target>/, or dist/ with --target."""
+    subdirectory = ""
+    if target is not None and location.rstrip("/").rsplit("/", 1)[-1] != target:
+        subdirectory = target  # --from names dist/: the build is in dist/<target>/
+    source, name = open_source(location, timeout, subdirectory)
+    where = source.describe(name or INDEX_NAME)
+    raw = source.read_bytes(name or INDEX_NAME, RECORD_LIMIT)
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"malformed index {where}: not JSON ({e})") from None
+    index = BuildIndex.from_json(data, where)
+    if target is not None and index.target != target:
+        raise UserError(f"index {where} is for target {index.target!r}, not {target!r}")
+    return source, index, where
+
+
+def read_record(source: Source, entry: IndexEntry, name: str) -> dict:
+    """A variant's small JSON record (profile, estimate, card), verified by the index's hash."""
+    found = entry.file(name)
+    if found is None:
+        raise UserError(f"variant {entry.id}: the index lists no {name}")
+    rel, expected = found
+    data = source.read_bytes(rel, RECORD_LIMIT)
+    if len(data) != expected.bytes or hashlib.sha256(data).hexdigest() != expected.sha256:
+        raise HashMismatch(f"hash mismatch: {source.describe(rel)} does not match the "
+                           "index's sha256")
+    try:
+        record = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{source.describe(rel)}: not JSON") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{source.describe(rel)}: not a JSON object")
+    return record
+
+
+def choose(source: Source, index: BuildIndex, fmt: str, max_latency_ms: float
+           ) -> tuple[IndexEntry, dict[str, Any]]:
+    """The most accurate variant with the format whose latency on the target fits."""
+    file_name, precision, _ = FORMATS[fmt]
+    candidates, entries = [], {}
+    for entry in index.variants:
+        if entry.file(file_name) is None:
+            continue
+        figure = latency_figure(read_record(source, entry, PROFILE),
+                                read_record(source, entry, ESTIMATE), index.target, fmt)
+        candidates.append(Candidate(entry.id, figure,
+                                    fits=figure is not None and figure.value <= max_latency_ms))
+        entries[entry.id] = entry
+    if not candidates:
+        raise UserError(f"no variant in the index has {file_name} (formats are written by "
+                        "`edgeexport build`; an older build may lack this one)")
+    fitting = [c for c in candidates if c.fits]
+    if not fitting:
+        known = [c for c in candidates if c.latency is not None]
+        if not known:
+            raise UserError(f"no variant has a latency figure for {index.target} (neither "
+                            "measured on it nor estimated): cannot choose by budget")
+        fastest = min(known, key=lambda c: c.latency.value)
+        raise UserError(f"nothing fits {max_latency_ms:g} ms on {index.target}: the fastest "
+                        f"{fmt} variant, {fastest.id}, takes {fastest.latency.value:.2f} ms "
+                        f"({fastest.latency.kind})")
+    macs = {c.id: int(entries[c.id].headline.get("macs", 0)) for c in fitting}
+    rank_by_accuracy(fitting, {c.id: entries[c.id].variant for c in fitting}, macs, precision)
+    # Most accurate; then the faster; then the id, so the same index always gives one answer.
+    best = max(fitting, key=lambda c: (c.accuracy.value, -c.latency.value, c.id))
+    choice = {"by": "budget", "max_latency_ms": max_latency_ms,
+              "latency": asdict(best.latency), "accuracy": asdict(best.accuracy),
+              "candidates": [c.to_json() for c in candidates]}
+    return entries[best.id], choice
+
+
+def pull(location: str, out: Path, fmt: str, variant_id: str | None = None,
+         max_latency_ms: float | None = None, target: str | None = None,
+         timeout: float = 30.0, retries: int = 2) -> PullResult:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if (variant_id is None) == (max_latency_ms is None):
+        raise UserError("give either a variant id or --max-latency-ms")
+    source, index, where = load_index(location, target, timeout)
+    if variant_id is not None:
+        entry, choice = index.entry(variant_id), {"by": "id"}
+    else:
+        entry, choice = choose(source, index, fmt, max_latency_ms)
+    file_name = FORMATS[fmt][0]
+    wanted = []
+    for name in (file_name, CARD):
+        found = entry.file(name)
+        if found is None:
+            raise UserError(f"variant {entry.id} has no {name} in the index"
+                            + (" (built before app-ready files existed? rebuild it)"
+                               if fmt == "app" and name == file_name else ""))
+        wanted.append((name, *found))
+    result = PullResult(where, index.target, entry.id, fmt, str(out), choice=choice)
+    staged = []
+    for name, rel, expected in wanted:
+        dest = safe_relative(out, name)
+        fetched_status, ranges = _fetch_verified(source, rel, dest, expected, retries, staged)
+        result.files.append(PulledFile(name, str(dest), source.describe(rel), expected.sha256,
+                                       expected.bytes, fetched_status, ranges))
+    # Every file verified: only now does anything appear under its real name.
+    for part, dest in staged:
+        part.replace(dest)
+    return result
+
+
+def _fetch_verified(source: Source, rel: str, dest: Path, expected: Expected, retries: int,
+                    staged: list[tuple[Path, Path]]) -> tuple[str, int]:
+    """Bring one file into its partial file and verify it; (status, Range requests made)."""
+    if dest.is_file() and dest.stat().st_size == expected.bytes and sha256(dest) == expected.sha256:
+        return "unchanged", 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = partial_path(dest, expected)
+    what = source.describe(rel)
+    if part.exists() and part.stat().st_size >= expected.bytes:
+        try:
+            verify(part, expected, what)  # complete from an interrupted earlier run
+            staged.append((part, dest))
+            return "resumed", 0
+        except HashMismatch:
+            part.unlink()
+    resumed = part.exists() and part.stat().st_size > 0
+    fetched = source.fetch(rel, part, expected, retries)
+    try:
+        verify(part, expected, what)
+    except HashMismatch:
+        part.unlink(missing_ok=True)
+        if not resumed:
+            _discard(staged)
+            raise
+        # The partial file kept from an earlier run may have been stale: one clean download.
+        fetched = source.fetch(rel, part, expected, retries)
+        try:
+            verify(part, expected, what)
+        except HashMismatch:
+            part.unlink(missing_ok=True)
+            _discard(staged)
+            raise
+    staged.append((part, dest))
+    return fetched.status, fetched.range_requests
+
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    """A mismatch aborts the pull: drop what was staged for it, so nothing is left behind."""
+    for part, _ in staged:
+        part.unlink(missing_ok=True)
