@@ -38,6 +38,7 @@ endif
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/int8_latency.py
+	$(BIN)/python bench/profile_overhead.py
 	$(BIN)/python bench/build_time.py
 
 clean:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from edgeexport.errors import UserError
-from edgeexport.models import build, family
+from edgeexport.models import create_model, family
 from edgeexport.models.layers import ResidualAdd
 from edgeexport.models.mobilenet_v3 import SqueezeExcitation
 from edgeexport.records import MIN_RESOLUTION, Analysis, LayerCost, SeparableBlock, Variant
@@ -88,7 +88,7 @@ def analyze(variant: Variant, model: nn.Module | None = None) -> Analysis:
     """Costs of ``variant``; pass the network if it is already built (only shapes are used)."""
     check_variant(variant)
     if model is None:
-        model = build(variant.family, variant.alpha, variant.num_classes)
+        model = create_model(variant.family, variant.alpha, variant.num_classes)
     parents = {f"{name}.{child_name}".lstrip("."): module
                for name, module in model.named_modules()
                for child_name, _ in module.named_children()}

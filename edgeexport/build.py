@@ -7,25 +7,32 @@ of its inputs; such a variant is not rebuilt, and an interrupted build resumes f
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+from edgeexport.artifacts import (PRECISIONS, REPORTS, ArtifactError, BuildRecord, Card,
+                                  Estimates, FileEntry, Headline, Index, IndexEntry, Profile,
+                                  measurement_key, model_file, read_record, write_record)
 from edgeexport.errors import UserError
 from edgeexport.fileio import file_entry, safe_relative, sha256, write_json
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 
-BUILD_FILE = "build.json"
-INDEX = "index.json"
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 PROFILE_RUNS, PROFILE_WARMUP = 30, 5
+LOCK_FILE = ".build.lock"
+# Modules that do not shape a variant's files: changing them rebuilds nothing.
+NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py"}
 
 
 @dataclass
@@ -48,7 +55,7 @@ class BuildOutcome:
 
 
 def default_grid(target: Target, families: list[str] | None, alphas: list[float] | None,
-                 resolutions: list[int] | None) -> list[Variant]:
+                 resolutions: list[int] | None, num_classes: int = 1000) -> list[Variant]:
     """The families' default α × resolution grids, narrowed by the target file, then by
     the command line."""
     from edgeexport.models import FAMILIES, family
@@ -58,38 +65,56 @@ def default_grid(target: Target, families: list[str] | None, alphas: list[float]
         grid = target.grid.get(name, {})
         fam_alphas = alphas or grid.get("alphas") or list(fam.alphas)
         fam_res = resolutions or grid.get("resolutions") or list(fam.resolutions)
-        variants += [Variant(name, float(a), int(r)) for a in fam_alphas for r in fam_res]
+        variants += [Variant(name, float(a), int(r), num_classes)
+                     for a in fam_alphas for r in fam_res]
     return variants
 
 
 def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
-    """``<family>_<alpha>.{safetensors,pt,pth}`` in the weights directory (weights do not
-    depend on resolution); None: random initialisation."""
+    """``<family>_<alpha>.{safetensors,pt,pth}`` in the weights directory, α written any way
+    that parses to the variant's (``1``, ``1.0``, ``0.50``); weights do not depend on
+    resolution. None: random initialisation. Two files for one variant are refused."""
     if weights_dir is None:
         return None
-    for suffix in WEIGHT_SUFFIXES:
-        path = safe_relative(weights_dir, f"{variant.family}_{variant.alpha:g}{suffix}")
-        if path.is_file():
-            return path
-    return None
+    found = []
+    for path in sorted(weights_dir.iterdir()):
+        family_name, _, alpha = path.stem.rpartition("_")
+        if path.suffix not in WEIGHT_SUFFIXES or family_name != variant.family:
+            continue
+        try:
+            matches = float(alpha) == variant.alpha
+        except ValueError:
+            raise UserError(f"--weights {path}: cannot read α from {path.name!r} "
+                            f"(expected {variant.family}_<alpha>{path.suffix})") from None
+        if matches and path.is_file():
+            found.append(path)
+    if len(found) > 1:
+        raise UserError(f"--weights {weights_dir}: {' and '.join(p.name for p in found)} are "
+                        f"both weights for {variant.family} α {variant.alpha:g}; keep one")
+    return found[0] if found else None
 
 
 def _source_digest() -> str:
-    """The pipeline's own code is an input too: a changed stage rebuilds everything."""
+    """The code that shapes a variant's files is an input too (the stage modules, the models,
+    the target loader): a changed stage rebuilds everything; a changed report or CLI does not."""
     import edgeexport
     import edgeexport.models
+    import edgeexport.targets
     digest = hashlib.sha256()
     for package in (edgeexport, edgeexport.models):
         root = Path(package.__file__).parent
         for path in sorted(root.glob("*.py")):
+            if package is edgeexport and path.name in NOT_SHAPING:
+                continue
             digest.update(path.name.encode() + path.read_bytes())
+    digest.update(Path(edgeexport.targets.__file__).read_bytes())
     return digest.hexdigest()
 
 
 def calibration_digest(calib: Path | None) -> str:
     if calib is None:
         return "synthetic"
-    from edgeexport.calibration import list_images
+    from edgeexport.imagesets import list_images
     files, _, _ = list_images(calib)
     digest = hashlib.sha256()
     for path in files:
@@ -109,18 +134,39 @@ def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str)
 
 
 def is_complete(directory: Path, key: str) -> bool:
-    """build.json with this key, and every file it lists present with its hash."""
+    """build.json with this key and schema, and every file it lists present with its sha256.
+    A missing, stale, corrupt or hostile build.json (paths outside the directory) means: not
+    complete, rebuild."""
     try:
-        record = json.loads((directory / BUILD_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    if record.get("cache_key") != key:
-        return False
-    for name, entry in record.get("files", {}).items():
-        path = safe_relative(directory, name)
-        if not path.is_file() or path.stat().st_size != entry["bytes"]:
+        record = read_record(directory, BuildRecord)
+        if record.cache_key != key:
             return False
-    return True
+        return all(sha256(safe_relative(directory, name)) == entry.sha256
+                   for name, entry in record.files.items())
+    except (ArtifactError, ValueError, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """One build at a time per output directory: a second one fails at once, naming the first."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise UserError(f"{root} is being written by another edgeexport build (pid "
+                            f"{holder}); wait for it to finish or use another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
 
 
 def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
@@ -139,24 +185,23 @@ def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str
     """Profile here (onnxruntime per layer, LiteRT end to end), estimate for the target,
     then seal the directory with build.json."""
     from edgeexport.estimate import estimate
-    from edgeexport.profile import ANALYSIS, profile
+    from edgeexport.profile import profile, read_analysis
     measured = {}
-    for precision in ("int8", "fp32"):
-        measured[f"onnxruntime_{precision}"] = profile(
+    for precision in PRECISIONS:
+        measured[measurement_key("onnxruntime", precision)] = profile(
             directory, plan.target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
-        if (directory / f"model.{precision}.tflite").exists():
-            measured[f"litert_{precision}"] = profile(
+        if (directory / model_file(precision, "tflite")).exists():
+            measured[measurement_key("litert", precision)] = profile(
                 directory, plan.target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
-    write_json(directory / "profile.json", measured)
-    analysis = json.loads((directory / ANALYSIS).read_text())
+    write_record(directory, Profile(measured))
+    analysis = read_analysis(directory)
     estimates = {}
-    if plan.target.latency_model is not None:
-        estimates = {p: estimate(analysis, plan.target, p) for p in ("int8", "fp32")}
-    write_json(directory / "estimate.json", estimates)
-    files = {p.name: file_entry(p) for p in sorted(directory.iterdir())
-             if p.is_file() and p.name != BUILD_FILE and not p.name.startswith(".")}
-    write_json(directory / BUILD_FILE, {"cache_key": key, "variant": variant.to_json(),
-                                        "files": files})
+    if plan.target.latency_model is not None and analysis is not None:
+        estimates = {p: estimate(analysis, plan.target, p) for p in PRECISIONS}
+    write_record(directory, Estimates(estimates))
+    files = {p.name: FileEntry(**file_entry(p)) for p in sorted(directory.iterdir())
+             if p.is_file() and p.name != BuildRecord.FILE and not p.name.startswith(".")}
+    write_record(directory, BuildRecord(cache_key=key, variant=variant, files=files))
 
 
 def run_build(plan: BuildPlan,
@@ -166,47 +211,53 @@ def run_build(plan: BuildPlan,
     start = time.perf_counter()
     outcome = BuildOutcome()
     root = plan.out / plan.target.name
-    root.mkdir(parents=True, exist_ok=True)
-    calib_digest = calibration_digest(plan.calib)
-    source = _source_digest()
-    keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
-    todo = []
-    for v in plan.variants:
-        if is_complete(root / v.id, keys[v.id]):
-            outcome.cached.append(v.id)
-            on_event(v.id, "cached", "")
-        else:
-            todo.append(v)
-
-    exported = []
-    if todo:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
-            futures = {}
-            for v in todo:
-                on_event(v.id, "export", "")
-                futures[pool.submit(export_variant, v, plan, root / v.id)] = v
-            for future in as_completed(futures):
-                v = futures[future]
-                try:
-                    future.result()
-                    exported.append(v)
-                    on_event(v.id, "exported", "")
-                except Exception as e:  # one variant's failure must not stop the others
-                    outcome.failed[v.id] = _one_line(e)
-                    on_event(v.id, "failed", outcome.failed[v.id])
-    for v in sorted(exported, key=plan.variants.index):
-        on_event(v.id, "measure", "")
-        try:
-            measure_variant(v, plan, root / v.id, keys[v.id])
-            outcome.built.append(v.id)
-            on_event(v.id, "done", "")
-        except Exception as e:
-            outcome.failed[v.id] = _one_line(e)
-            on_event(v.id, "failed", outcome.failed[v.id])
-    write_index(plan, root, outcome)
+    with build_lock(root):
+        calib_digest = calibration_digest(plan.calib)
+        source = _source_digest()
+        keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
+        todo = []
+        for v in plan.variants:
+            if is_complete(root / v.id, keys[v.id]):
+                outcome.cached.append(v.id)
+                on_event(v.id, "cached", "")
+            else:
+                todo.append(v)
+        for v in _export_all(todo, plan, root, outcome, on_event):
+            on_event(v.id, "measure", "")
+            try:
+                measure_variant(v, plan, root / v.id, keys[v.id])
+                outcome.built.append(v.id)
+                on_event(v.id, "done", "")
+            except Exception as e:
+                outcome.failed[v.id] = _one_line(e)
+                on_event(v.id, "failed", outcome.failed[v.id])
+        write_index(plan, root, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: BuildOutcome,
+                on_event) -> list[Variant]:
+    """Export in parallel processes; the exported variants, in plan order."""
+    exported = []
+    if not todo:
+        return exported
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
+        futures = {}
+        for v in todo:
+            on_event(v.id, "export", "")
+            futures[pool.submit(export_variant, v, plan, root / v.id)] = v
+        for future in as_completed(futures):
+            v = futures[future]
+            try:
+                future.result()
+                exported.append(v)
+                on_event(v.id, "exported", "")
+            except Exception as e:  # one variant's failure must not stop the others
+                outcome.failed[v.id] = _one_line(e)
+                on_event(v.id, "failed", outcome.failed[v.id])
+    return sorted(exported, key=plan.variants.index)
 
 
 def _one_line(e: Exception) -> str:
@@ -214,37 +265,32 @@ def _one_line(e: Exception) -> str:
     return f"{e.__class__.__name__}: {text[0] if text else ''}"[:300]
 
 
-def headline(directory: Path) -> dict:
-    card = json.loads((directory / "card.json").read_text())
-    measured = json.loads((directory / "profile.json").read_text())
-    estimates = json.loads((directory / "estimate.json").read_text())
-    head = {"params": card["params"], "macs": card["macs"],
-            "int8_cosine_onnx": card["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"]}
-    for name, report in measured.items():
-        head[f"measured_{name}_p50_ms"] = report["end_to_end"]["p50_ms"]
-    for precision, report in estimates.items():
-        head[f"estimated_{precision}_ms"] = report["end_to_end"]["latency_ms"]
-        head[f"estimated_{precision}_board_mj"] = report["energy"]["board_mj"]
-    return head
+def index_entry(root: Path, variant: Variant) -> IndexEntry:
+    """A sealed variant's files (relative to the index) and headline figures."""
+    directory = root / variant.id
+    record = read_record(directory, BuildRecord)
+    headline = Headline.of(read_record(directory, Card), read_record(directory, Profile),
+                           read_record(directory, Estimates))
+    return IndexEntry(id=variant.id, variant=variant,
+                      files={f"{variant.id}/{name}": e for name, e in record.files.items()},
+                      headline=headline)
 
 
-def write_index(plan: BuildPlan, root: Path, outcome: BuildOutcome) -> dict:
-    """index.json over every complete variant of the plan; then the reports."""
-    from edgeexport.report import write_reports
-    entries = []
-    for v in plan.variants:
-        directory = root / v.id
-        build_file = directory / BUILD_FILE
-        if v.id in outcome.failed or not build_file.is_file():
-            continue
-        record = json.loads(build_file.read_text())
-        entries.append({"id": v.id, "variant": v.to_json(),
-                        "files": {f"{v.id}/{name}": entry
-                                  for name, entry in record["files"].items()},
-                        "headline": headline(directory)})
-    index = {"target": plan.target.name, "variants": entries,
-             "failed": dict(sorted(outcome.failed.items()))}
-    write_json(root / INDEX, index)
+def write_index(plan: BuildPlan, root: Path, outcome: BuildOutcome) -> Index:
+    """index.json over every complete variant of the plan; then the reports, unless the index
+    and the reports are already what they would be (a build that changed nothing)."""
+    entries = [index_entry(root, v) for v in plan.variants
+               if v.id not in outcome.failed and (root / v.id / BuildRecord.FILE).is_file()]
+    index = Index(target=plan.target.name, variants=entries,
+                  failed=dict(sorted(outcome.failed.items())))
+    text = json.dumps(index.to_json(), indent=2, sort_keys=True) + "\n"
+    unchanged = ((root / Index.FILE).is_file()
+                 and (root / Index.FILE).read_text("utf-8") == text
+                 and all((root / name).is_file() for name in REPORTS))
+    if unchanged:
+        return index
+    write_json(root / Index.FILE, index.to_json())
     if entries:
-        write_reports(root, plan.target, entries)
+        from edgeexport.report import write_reports
+        write_reports(root, plan.target, index)
     return index

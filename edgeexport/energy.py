@@ -10,6 +10,9 @@
 """
 from __future__ import annotations
 
+from edgeexport.artifacts import Energy
+from edgeexport.records import LayerCost
+
 MAC_PJ = {"fp32": 3.7 + 0.9, "int8": 0.2 + 0.1}
 DRAM_PJ_PER_BYTE = 640 / 4
 SRAM_PJ_PER_BYTE = 5 / 4
@@ -17,10 +20,10 @@ COMPUTE_MODEL = ("Horowitz ISSCC 2014, 45 nm: MAC fp32 4.6 pJ, int8 0.3 pJ (int3
                  "weights from DRAM 160 pJ/B, activations via SRAM 1.25 pJ/B")
 
 
-def layer_energy_uj(layer: dict, precision: str) -> float:
-    weights = layer[f"weight_bytes_{precision}"]
-    activations = layer[f"activation_bytes_{precision}"]
-    pj = (layer["macs"] * MAC_PJ[precision] + weights * DRAM_PJ_PER_BYTE
+def layer_energy_uj(layer: LayerCost, precision: str) -> float:
+    weights = getattr(layer, f"weight_bytes_{precision}")
+    activations = getattr(layer, f"activation_bytes_{precision}")
+    pj = (layer.macs * MAC_PJ[precision] + weights * DRAM_PJ_PER_BYTE
           + activations * SRAM_PJ_PER_BYTE)
     return pj * 1e-6
 
@@ -30,12 +33,11 @@ def board_energy_mj(latency_ms: float, load_w: float | None) -> float | None:
     return None if load_w is None else latency_ms * load_w
 
 
-def energy_summary(latency_ms: float, compute_uj: float | None, target) -> dict:
-    return {
-        "board_mj": board_energy_mj(latency_ms, target.load_w),
-        "board_source": (f"latency × {target.load_w} W board power under load ({target.name}: "
-                         f"{target.power_source})" if target.load_w is not None
-                         else f"unknown: target {target.name} has no [power] table"),
-        "compute_uj": compute_uj,
-        "compute_source": COMPUTE_MODEL,
-    }
+def energy_summary(latency_ms: float, compute_uj: float | None, target) -> Energy:
+    return Energy(
+        board_mj=board_energy_mj(latency_ms, target.load_w),
+        board_source=(f"latency × {target.load_w} W board power under load ({target.name}: "
+                      f"{target.power_source})" if target.load_w is not None
+                      else f"unknown: target {target.name} has no [power] table"),
+        compute_uj=compute_uj,
+        compute_source=COMPUTE_MODEL)

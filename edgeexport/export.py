@@ -12,22 +12,23 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.analysis import analyze
-from edgeexport.calibration import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDATION_SEED,
+from edgeexport.imagesets import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDATION_SEED,
                                     ImageSet, Preprocessing, load_images, synthetic_images)
+from edgeexport import artifacts
+from edgeexport.artifacts import (ANALYSIS, ONNX_FP32_VS_PYTORCH, ONNX_INT8_VS_ONNX_FP32, Card,
+                                  FileEntry, Tolerances, write_record)
 from edgeexport.errors import UserError, ValidationError
 from edgeexport.fileio import file_entry, write_json
 from edgeexport.models import family
-from edgeexport.profile import ANALYSIS
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 from edgeexport.validate import (FP32_ATOL_REL, INT8_MIN_COSINE, compare, require_fp32_match,
                                  require_int8_match)
 from edgeexport.versions import tool_versions
 
-FORMATS = ("onnx", "tflite")
+FORMATS = artifacts.FORMATS
 SYNTHETIC_CALIBRATION_SIZE = 64
 SYNTHETIC_VALIDATION_SIZE = 16
-CARD = "card.json"
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
-    card: dict
+    card: Card
     warnings: list[str] = field(default_factory=list)
 
 
@@ -145,20 +146,20 @@ def run_export(opts: ExportOptions,
             raise ValidationError(f"{drift}; {describe(tails)}") from None
 
     files: dict[str, Path] = {}
-    validation: dict[str, dict] = {}
+    validation: dict = {}
     try:
         on_stage("onnx fp32")
         fp32 = export_onnx(model, analysis, staging / "model.fp32.onnx")
         fp32_out = run_onnx(fp32, held_out.inputs)
-        validation["onnx_fp32_vs_pytorch"] = require_fp32_match(compare(
-            "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels)).to_json()
+        validation[ONNX_FP32_VS_PYTORCH] = require_fp32_match(compare(
+            "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels))
         on_stage("onnx int8")
         int8 = quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
                              opts.target.onnx_activation_type, opts.target.onnx_weight_type,
                              opts.calib_method)
-        validation["onnx_int8_vs_onnx_fp32"] = check_int8(compare(
+        validation[ONNX_INT8_VS_ONNX_FP32] = check_int8(compare(
             "model.fp32.onnx", fp32_out, "model.int8.onnx", run_onnx(int8, held_out.inputs),
-            held_out.labels)).to_json()
+            held_out.labels))
         files.update({"model.fp32.onnx": fp32, "model.int8.onnx": int8})
         # Per-layer static costs beside the models: `profile` joins them on the device.
         write_json(staging / ANALYSIS, analysis.to_json())
@@ -168,42 +169,36 @@ def run_export(opts: ExportOptions,
             from edgeexport.tflite_export import export_tflite
             on_stage("tflite")
             tflite_info = export_tflite(model, prep, calib, held_out, reference, staging,
-                                        opts.tflite_io_type or opts.target.litert_io_type,
+                                        opts.tflite_io_type or opts.target.tflite_io_type,
                                         opts.calib_method, check_int8)
             files.update(tflite_info.pop("files"))
             validation.update(tflite_info.pop("validation"))
         on_stage("card")
-        card = {
-            "variant": v.to_json(), "variant_id": v.id,
-            "params": analysis.total_params, "macs": analysis.total_macs,
-            "weights": weights_info,
-            "input": {"name": "input", "layout": "NCHW", "dtype": "float32",
-                      "shape": [1, 3, v.resolution, v.resolution],
-                      "preprocessing": prep.to_json()},
-            "output": {"name": "logits", "shape": [1, v.num_classes], "dtype": "float32",
-                       "meaning": "unnormalised class scores (apply softmax for probabilities)"},
-            "labels": labels,
-            "onnx_int8": {"format": "QDQ", "weights": f"per-channel symmetric "
-                                                      f"{opts.target.onnx_weight_type}",
-                          "activations": opts.target.onnx_activation_type,
-                          "activation_type_source": opts.target.onnx_quant_source,
-                          "input_quantization": _first_quantize_params(int8),
-                          "quantized_ops_here": quantized_op_counts(int8)},
-            "tflite": tflite_info,
-            "calibration": {"method": opts.calib_method, **calib.summary()},
-            "validation_set": held_out.summary(),
-            "validation": validation,
-            "tolerances": {"fp32_max_abs_diff_relative": FP32_ATOL_REL,
-                           "int8_min_mean_cosine": opts.min_cosine,
-                           "int8_enforced": enforce_int8},
-            "target": opts.target.name,
-            "tools": tool_versions(),
-            "warnings": warnings,
-        }
+        card = Card(
+            variant=v, params=analysis.total_params, macs=analysis.total_macs,
+            weights=weights_info,
+            input={"name": "input", "layout": "NCHW", "dtype": "float32",
+                   "shape": [1, 3, v.resolution, v.resolution], "preprocessing": prep.to_json()},
+            output={"name": "logits", "shape": [1, v.num_classes], "dtype": "float32",
+                    "meaning": "unnormalised class scores (apply softmax for probabilities)"},
+            labels=labels,
+            onnx_int8={"format": "QDQ",
+                       "weights": f"per-channel symmetric {opts.target.onnx_weight_type}",
+                       "activations": opts.target.onnx_activation_type,
+                       "activation_type_source": opts.target.onnx_quant_source,
+                       "input_quantization": _first_quantize_params(int8),
+                       "quantized_ops_here": quantized_op_counts(int8)},
+            tflite=tflite_info,
+            calibration={"method": opts.calib_method, **calib.summary()},
+            validation_set=held_out.summary(), validation=validation,
+            tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
+                                  int8_min_mean_cosine=opts.min_cosine,
+                                  int8_enforced=enforce_int8),
+            target=opts.target.name, tools=tool_versions(), warnings=warnings)
         for name, path in sorted(files.items()):
             path.replace(opts.out / name)
-        card["files"] = {name: file_entry(opts.out / name) for name in sorted(files)}
-        write_json(opts.out / CARD, card)
+        card.files = {name: FileEntry(**file_entry(opts.out / name)) for name in sorted(files)}
+        write_record(opts.out, card)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if tflite_missing:

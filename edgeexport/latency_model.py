@@ -14,32 +14,32 @@ from pathlib import Path
 import numpy as np
 
 from edgeexport.errors import UserError
+from edgeexport.models import family_of_alias
+from edgeexport.records import COMPUTE_OPS, DENSE_OPS, ELEMENTWISE_OPS, LayerCost
 from edgeexport.targets import LatencyCoefficients
 
-DENSE_OPS = ("conv", "pointwise", "linear", "se")
-KERNEL_OPS = ("conv", "depthwise", "pointwise", "linear", "se", "add", "mul", "pool")
-FAMILY_ALIASES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2", "v3_large": "mobilenet_v3_large",
-                  "v3_small": "mobilenet_v3_small"}
+KERNEL_OPS = COMPUTE_OPS + ELEMENTWISE_OPS
 REQUIRED_COLUMNS = ("model_family", "width_multiplier", "resolution", "quantized",
                     "mean_latency_ms")
 
 
-def layer_features(layer: dict, precision: str) -> np.ndarray:
+def layer_features(layer: LayerCost, precision: str) -> np.ndarray:
     """[dense GMACs, depthwise GMACs, MB moved, kernels]."""
-    op = layer["op"]
-    moved = layer[f"weight_bytes_{precision}"] + layer[f"activation_bytes_{precision}"]
-    return np.array([layer["macs"] / 1e9 if op in DENSE_OPS else 0.0,
-                     layer["macs"] / 1e9 if op == "depthwise" else 0.0,
+    op = layer.op
+    moved = (getattr(layer, f"weight_bytes_{precision}")
+             + getattr(layer, f"activation_bytes_{precision}"))
+    return np.array([layer.macs / 1e9 if op in DENSE_OPS else 0.0,
+                     layer.macs / 1e9 if op == "depthwise" else 0.0,
                      moved / 1e6, 1.0 if op in KERNEL_OPS else 0.0])
 
 
-def layer_ms(layer: dict, c: LatencyCoefficients, precision: str) -> float:
+def layer_ms(layer: LayerCost, c: LatencyCoefficients, precision: str) -> float:
     f = layer_features(layer, precision)
     return float(f @ np.array([c.ms_per_gmac_dense, c.ms_per_gmac_depthwise, c.ms_per_mb,
                                c.us_per_kernel / 1e3]))
 
 
-def network_features(layers: list[dict], precision: str) -> np.ndarray:
+def network_features(layers: list[LayerCost], precision: str) -> np.ndarray:
     return np.sum([layer_features(x, precision) for x in layers], axis=0)
 
 
@@ -66,7 +66,7 @@ def read_measurements(path: Path) -> list[Measurement]:
     out = []
     for i, r in enumerate(rows, start=2):
         try:
-            fam = FAMILY_ALIASES.get(r["model_family"], r["model_family"])
+            fam = family_of_alias(r["model_family"])
             quantized = r["quantized"].strip().lower()
             if quantized not in ("true", "false"):
                 raise ValueError("quantized must be true or false")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from edgeexport.fileio import sha256
-from edgeexport.models import build
+from edgeexport.models import create_model
 from edgeexport.records import Variant
 from edgeexport.weights import load_weights
 
@@ -24,7 +24,7 @@ BN_BATCH = 16
 def prepare_model(variant: Variant, weights: Path | None,
                   calibration: np.ndarray) -> tuple[torch.nn.Module, dict]:
     torch.manual_seed(INIT_SEED)
-    model = build(variant.family, variant.alpha, variant.num_classes)
+    model = create_model(variant.family, variant.alpha, variant.num_classes)
     if weights is not None:
         load_weights(model, weights)
         return model.eval(), {"source": weights.name, "sha256": sha256(weights)}

@@ -16,31 +16,26 @@ from typing import Callable
 
 import numpy as np
 
+from edgeexport.artifacts import ANALYSIS, EndToEnd, LayerLatency, Measured, model_file
 from edgeexport.energy import energy_summary, layer_energy_uj
 from edgeexport.errors import UserError
 from edgeexport.fileio import safe_relative
+from edgeexport.records import COMPUTE_OPS, Analysis, LayerCost
 from edgeexport.targets import Target, cpu_description
 
-ANALYSIS = "analysis.json"
 KERNEL_SUFFIX = "_kernel_time"
 
 
-def resolve_model(path: Path, runtime: str | None, precision: str) -> tuple[Path, str, dict | None]:
+def resolve_model(path: Path, runtime: str | None,
+                  precision: str) -> tuple[Path, str, Analysis | None]:
     """An export directory or a model file → (model file, runtime, static analysis or None)."""
     if path.is_dir():
         runtime = runtime or "onnxruntime"
         suffix = "onnx" if runtime == "onnxruntime" else "tflite"
-        model = safe_relative(path, f"model.{precision}.{suffix}")
+        model = safe_relative(path, model_file(precision, suffix))
         if not model.is_file():
-            raise UserError(f"{path}: no model.{precision}.{suffix} (is it an export directory?)")
-        analysis_path = path / ANALYSIS
-        analysis = None
-        if analysis_path.is_file():
-            try:
-                analysis = json.loads(analysis_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise UserError(f"{analysis_path}: not valid JSON") from None
-        return model, runtime, analysis
+            raise UserError(f"{path}: no {model.name} (is it an export directory?)")
+        return model, runtime, read_analysis(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file or directory")
     inferred = {".onnx": "onnxruntime", ".tflite": "litert"}.get(path.suffix)
@@ -49,6 +44,17 @@ def resolve_model(path: Path, runtime: str | None, precision: str) -> tuple[Path
     if runtime and runtime != inferred:
         raise UserError(f"{path}: a {path.suffix} file cannot run in {runtime}")
     return path, inferred, None
+
+
+def read_analysis(directory: Path) -> Analysis | None:
+    """The export's analysis.json, None if there is none (a bare model file was copied)."""
+    path = directory / ANALYSIS
+    if not path.is_file():
+        return None
+    try:
+        return Analysis.from_json(json.loads(path.read_text("utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path}: not a readable analysis ({e})") from None
 
 
 def _stats(times_ms: list[float]) -> dict:
@@ -141,17 +147,16 @@ INPUT_SIDE_OPS = {"ReorderInput", "QuantizeLinear", "Transpose", "DynamicQuantiz
 # onnxruntime names a fused Conv/Gemm + activation after the activation node.
 COMPUTE_KERNELS = {"Conv", "FusedConv", "QLinearConv", "ConvInteger", "Gemm", "FusedGemm",
                    "QGemm", "MatMul", "FusedMatMul"}
-COMPUTE_ROWS = ("conv", "depthwise", "pointwise", "linear", "se")
 
 
-def _compute_owner(static: list[dict]) -> dict[str, str]:
+def _compute_owner(static: list[LayerCost]) -> dict[str, str]:
     """act/bn row → the compute row it follows (where a fused kernel's time belongs)."""
     owner, last = {}, None
     for row in static:
-        if row["op"] in COMPUTE_ROWS:
-            last = row["name"]
-        elif row["op"] in ("act", "bn") and last is not None:
-            owner[row["name"]] = last
+        if row.op in COMPUTE_OPS:
+            last = row.name
+        elif row.op in ("act", "bn") and last is not None:
+            owner[row.name] = last
     return owner
 
 
@@ -160,14 +165,15 @@ def layer_of(node: str, known: set[str]) -> str | None:
     return prefix if prefix in known else None
 
 
-def attribute(per_node: list[tuple[str, str, float]], analysis: dict | None) -> list[dict]:
+def attribute(per_node: list[tuple[str, str, float]],
+              analysis: Analysis | None) -> list[LayerLatency]:
     """Kernel times, in execution order, → layers. A node named after a layer (fused Conv +
     activation, QLinear kernels, Q/DQ nodes of its tensors) counts for that layer; a node
     onnxruntime created under a name of its own counts for the neighbouring layer in execution
     order (INPUT_SIDE_OPS: the next; others: the previous). Every kernel lands in a row, and
     each row lists the kernels it holds. Without an analysis, rows are node-name prefixes."""
-    static = analysis["layers"] if analysis else []
-    known = {layer["name"] for layer in static}
+    static = analysis.layers if analysis else []
+    known = {layer.name for layer in static}
     owner = _compute_owner(static)
     times: dict[str, float] = defaultdict(float)
     kernels: dict[str, list[str]] = defaultdict(list)
@@ -192,64 +198,55 @@ def attribute(per_node: list[tuple[str, str, float]], analysis: dict | None) -> 
     for pending_op, pending_ms in pending:  # trailing input-side nodes: the last layer
         times[previous or "(graph)"] += pending_ms
         kernels[previous or "(graph)"].append(pending_op)
-    rows = []
-    for layer in static:
-        rows.append({"name": layer["name"], "op": layer["op"],
-                     "latency_ms": times.pop(layer["name"], 0.0),
-                     "kernels": sorted(kernels.pop(layer["name"], [])),
-                     "macs": layer["macs"], "params": layer["params"]})
-    for name, ms in sorted(times.items()):
-        rows.append({"name": name, "op": "node", "latency_ms": ms,
-                     "kernels": sorted(kernels[name]), "macs": None, "params": None})
+    rows = [LayerLatency(layer.name, layer.op, times.pop(layer.name, 0.0), layer.macs,
+                         layer.params, kernels=sorted(kernels.pop(layer.name, [])))
+            for layer in static]
+    rows += [LayerLatency(name, "node", ms, None, None, kernels=sorted(kernels[name]))
+             for name, ms in sorted(times.items())]
     return rows
 
 
 def profile(path: Path, target: Target, runtime: str | None = None, precision: str = "int8",
-            threads: int = 1, runs: int = 50, warmup: int = 10) -> dict:
+            threads: int = 1, runs: int = 50, warmup: int = 10) -> Measured:
     model, runtime, analysis = resolve_model(path, runtime, precision)
+    layers: list[LayerLatency] = []
+    overhead: dict[str, float] = {}
     if runtime == "onnxruntime":
         import onnxruntime
         version = onnxruntime.__version__
         times, per_node, profiled_runs = measure_onnx(model, threads, runs, warmup)
+        layers = attribute(per_node, analysis)
+        mean_ms = float(np.mean(times))
+        overhead = {"layer_sum_ms": sum(r.latency_ms for r in layers),
+                    "profiled_run_ms": float(np.mean(profiled_runs)),
+                    "profiler_overhead": float(np.mean(profiled_runs)) / mean_ms - 1}
+        note = ("per-layer: onnxruntime profiler kernel times, mean over the measured runs of a "
+                "profiling session run in alternation with the end-to-end one; nodes "
+                "onnxruntime adds (layout reorders, input quantization) count for the "
+                "neighbouring layer; the profiler slows each kernel a little, so the rows are "
+                "in profiled time (see profiler_overhead)")
     else:
         from importlib.metadata import version as pkg_version
         version = f"ai-edge-litert {pkg_version('ai-edge-litert')} (XNNPACK)"
         times = time_litert(model, threads, runs, warmup)
-    end_to_end = {**_stats(times), "runs": runs, "warmup": warmup, "threads": threads,
-                  "runtime": runtime, "runtime_version": version}
-    report = {
-        "source": "measured",
-        "where": {"cpu": cpu_description(), "machine": platform.node(),
-                  "target_profile": target.name},
-        "model": str(model), "precision": precision, "end_to_end": end_to_end,
-        "variant": analysis.get("variant") if analysis else None,
-    }
-    layers: list[dict] = []
-    if runtime == "onnxruntime":
-        layers = attribute(per_node, analysis)
-        report["layer_sum_ms"] = sum(r["latency_ms"] for r in layers)
-        report["profiled_run_ms"] = float(np.mean(profiled_runs))
-        report["profiler_overhead"] = report["profiled_run_ms"] / end_to_end["mean_ms"] - 1
-        report["layer_note"] = ("per-layer: onnxruntime profiler kernel times, mean over the "
-                                "measured runs of a profiling session run in alternation with "
-                                "the end-to-end one; nodes onnxruntime adds (layout reorders, "
-                                "input quantization) count for the neighbouring layer; the "
-                                "profiler slows each kernel a little, so the rows are in "
-                                "profiled time (see profiler_overhead)")
-    else:
-        report["layer_note"] = ("per-layer times are not available from LiteRT's Python API; "
-                                "use --runtime onnxruntime for a per-layer profile")
+        note = ("per-layer times are not available from LiteRT's Python API; use --runtime "
+                "onnxruntime for a per-layer profile")
+    end_to_end = EndToEnd(**_stats(times), runs=runs, warmup=warmup, threads=threads,
+                          runtime=runtime, runtime_version=version)
     compute = None
     if analysis:
-        static = {x["name"]: x for x in analysis["layers"]}
+        static = {x.name: x for x in analysis.layers}
         for row in layers:
-            row["energy_uj"] = (layer_energy_uj(static[row["name"]], precision)
-                                if row["name"] in static else None)
-        compute = sum(layer_energy_uj(x, precision) for x in analysis["layers"])
-    report["layers"] = layers
-    energy = energy_summary(end_to_end["mean_ms"], compute, target)
-    if energy["board_mj"] is not None:
-        energy["board_source"] = (f"mean latency measured on {cpu_description()} × "
-                                  f"{energy['board_source']}; meaningful when run on that board")
-    report["energy"] = energy
-    return report
+            if row.name in static:
+                row.energy_uj = layer_energy_uj(static[row.name], precision)
+        compute = sum(layer_energy_uj(x, precision) for x in analysis.layers)
+    energy = energy_summary(end_to_end.mean_ms, compute, target)
+    if energy.board_mj is not None:
+        energy.board_source = (f"mean latency measured on {cpu_description()} × "
+                               f"{energy.board_source}; meaningful when run on that board")
+    return Measured(
+        where={"cpu": cpu_description(), "machine": platform.node(),
+               "target_profile": target.name},
+        model=str(model), precision=precision, end_to_end=end_to_end,
+        variant=analysis.variant if analysis else None, layers=layers, energy=energy,
+        layer_note=note, **overhead)

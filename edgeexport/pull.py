@@ -23,16 +23,16 @@ import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
+from edgeexport.artifacts import (CARD, INDEX, ArtifactError, Estimates, Index, IndexEntry,
+                                  Profile, Record, measurement_key)
 from edgeexport.errors import UserError
 from edgeexport.fileio import safe_relative, sha256
+from edgeexport.records import Variant
+from edgeexport.report import REFERENCE_CSV
 from edgeexport.transfer import Expected, HashMismatch, Source, open_source, partial_path, verify
 
-INDEX_NAME = "index.json"
-CARD = "card.json"
-PROFILE = "profile.json"
-ESTIMATE = "estimate.json"
 # --format → (file name in the variant directory, precision, runtime measured for it)
 FORMATS = {
     "app": ("model.app.tflite", "int8", "litert"),
@@ -42,7 +42,8 @@ FORMATS = {
     "fp32.onnx": ("model.fp32.onnx", "fp32", "onnxruntime"),
 }
 RECORD_LIMIT = 64 << 20  # an index or a JSON record larger than this is not one of ours
-REFERENCE_CSV = "rpi4_mlperf_v1.0_krai_calibration.csv"
+# The table's family names. models.registry holds the same aliases, but importing it imports
+# torch, and pull runs on the light install (no torch).
 REFERENCE_FAMILIES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2"}
 REFERENCE_LABEL = ("ImageNet top-1 (50,000 images) of Google's published {kind} checkpoint "
                    "for this architecture, measured by Krai in MLPerf Inference v1.0 "
@@ -50,66 +51,44 @@ REFERENCE_LABEL = ("ImageNet top-1 (50,000 images) of Google's published {kind} 
 PROXY_LABEL = ("proxy: MACs (no published top-1 for {missing}; within the MobileNet families "
                "more mult-adds buys accuracy); not an accuracy figure")
 SHA256 = re.compile(r"[0-9a-f]{64}")
+R = TypeVar("R", bound=Record)
 
 
 # ---- the index, checked field by field -------------------------------------------------
 
-@dataclass(frozen=True)
-class IndexEntry:
-    id: str
-    variant: dict[str, Any]
-    files: dict[str, Expected]  # "<id>/<name>" → what the index promises
-    headline: dict[str, Any]
+def parse_index(data: object, where: str) -> Index:
+    """The index record, refusing any unsafe path and any file without a well-formed hash."""
+    try:
+        index = Index.from_json(data)
+    except ArtifactError as e:
+        raise UserError(f"malformed index {where}: {e}") from None
+    for entry in index.variants:
+        for rel, meta in entry.files.items():
+            try:
+                safe_relative(Path("."), rel)
+            except ValueError as e:
+                raise UserError(f"refusing index {where}: variant {entry.id}: {e}") from None
+            if not (isinstance(meta.sha256, str) and SHA256.fullmatch(meta.sha256)
+                    and type(meta.bytes) is int and meta.bytes >= 0):
+                raise UserError(f"malformed index {where}: variant {entry.id}: file {rel!r} "
+                                "lacks a sha256 or a byte count")
+    return index
 
-    def file(self, name: str) -> tuple[str, Expected] | None:
-        for rel, expected in self.files.items():
-            if PurePosixPath(rel).name == name:
-                return rel, expected
-        return None
+
+def find_file(entry: IndexEntry, name: str) -> tuple[str, Expected] | None:
+    """(path relative to the index, what the index promises) of a variant's file ``name``."""
+    for rel, meta in entry.files.items():
+        if PurePosixPath(rel).name == name:
+            return rel, Expected(meta.sha256, meta.bytes)
+    return None
 
 
-@dataclass(frozen=True)
-class BuildIndex:
-    target: str
-    variants: list[IndexEntry]
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> "BuildIndex":
-        """Refuse anything but the shape build.write_index writes, and any unsafe path."""
-        def bad(what: str) -> UserError:
-            return UserError(f"malformed index {where}: {what}")
-        if not isinstance(data, dict) or not isinstance(data.get("target"), str):
-            raise bad("expected an object with a 'target' name")
-        if not isinstance(data.get("variants"), list):
-            raise bad("'variants' is not a list")
-        entries = []
-        for n, v in enumerate(data["variants"]):
-            if not (isinstance(v, dict) and isinstance(v.get("id"), str) and v["id"]
-                    and isinstance(v.get("files"), dict) and isinstance(v.get("variant"), dict)):
-                raise bad(f"variant #{n} lacks an id, a variant or a files table")
-            files = {}
-            for rel, meta in v["files"].items():
-                try:
-                    safe_relative(Path("."), rel)
-                except ValueError as e:
-                    raise UserError(f"refusing index {where}: variant {v['id']}: {e}") from None
-                if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
-                        and SHA256.fullmatch(meta["sha256"])
-                        and type(meta.get("bytes")) is int and meta["bytes"] >= 0):
-                    raise bad(f"variant {v['id']}: file {rel!r} lacks a sha256 or a byte count")
-                files[rel] = Expected(meta["sha256"], meta["bytes"])
-            headline = v.get("headline", {})
-            if not isinstance(headline, dict):
-                raise bad(f"variant {v['id']}: 'headline' is not an object")
-            entries.append(IndexEntry(v["id"], v["variant"], files, headline))
-        return cls(data["target"], entries)
-
-    def entry(self, variant_id: str) -> IndexEntry:
-        for e in self.variants:
-            if e.id == variant_id:
-                return e
-        known = ", ".join(e.id for e in self.variants) or "none"
-        raise UserError(f"variant {variant_id!r} is not in the index (variants: {known})")
+def find_entry(index: Index, variant_id: str) -> IndexEntry:
+    for entry in index.variants:
+        if entry.id == variant_id:
+            return entry
+    known = ", ".join(e.id for e in index.variants) or "none"
+    raise UserError(f"variant {variant_id!r} is not in the index (variants: {known})")
 
 
 # ---- the figures a choice rests on -----------------------------------------------------
@@ -140,40 +119,41 @@ def measured_on_target(where: dict, target: str) -> bool:
                                                       or where.get("on_board") is True)
 
 
-def latency_figure(profile: dict, estimates: dict, target: str, fmt: str) -> Figure | None:
+def latency_figure(profile: Profile, estimates: Estimates, target: str, fmt: str
+                   ) -> Figure | None:
     """Measured on the board if it was, else the build's estimate for the target."""
     _, precision, runtime = FORMATS[fmt]
-    measured = profile.get(f"{runtime}_{precision}")
-    if isinstance(measured, dict) and measured_on_target(measured.get("where", {}), target):
-        e2e, where = measured["end_to_end"], measured["where"]
-        return Figure(float(e2e["p50_ms"]), "measured",
+    measured = profile.measurements.get(measurement_key(runtime, precision))
+    if measured is not None and measured_on_target(measured.where, target):
+        e2e, where = measured.end_to_end, measured.where
+        return Figure(e2e.p50_ms, "measured",
                       f"measured p50 on {where.get('cpu')} ({where.get('machine')}), "
-                      f"{e2e['runtime_version']}, {e2e['threads']} thread(s), "
-                      f"{e2e['runs']} runs after {e2e['warmup']} warm-ups")
-    estimate = estimates.get(precision)
-    if isinstance(estimate, dict):
-        model = estimate["model"]
-        return Figure(float(estimate["end_to_end"]["latency_ms"]), "estimated",
-                      f"estimated for {estimate['target']} by the {model['name']}, modelling "
-                      f"{estimate['runtime']}; known error: {model['known_error']}")
+                      f"{e2e.runtime_version}, {e2e.threads} thread(s), "
+                      f"{e2e.runs} runs after {e2e.warmup} warm-ups")
+    estimate = estimates.estimates.get(precision)
+    if estimate is not None:
+        return Figure(estimate.end_to_end.latency_ms, "estimated",
+                      f"estimated for {estimate.target} by the {estimate.model.get('name')}, "
+                      f"modelling {estimate.runtime}; known error: "
+                      f"{estimate.model.get('known_error')}")
     return None
 
 
-def published_top1(variant: dict, precision: str) -> float | None:
+def published_top1(variant: Variant, precision: str) -> float | None:
     """ImageNet top-1 (%) of the architecture from the shipped MLPerf reference table."""
-    if variant.get("num_classes", 1000) != 1000:
+    if variant.num_classes != 1000:
         return None  # not an ImageNet classifier: the published figure says nothing of it
     text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
     for row in csv.DictReader(io.StringIO(text)):
-        if (REFERENCE_FAMILIES.get(row["model_family"]) == variant.get("family")
-                and float(row["width_multiplier"]) == float(variant.get("alpha", -1))
-                and int(row["resolution"]) == variant.get("resolution")
+        if (REFERENCE_FAMILIES.get(row["model_family"]) == variant.family
+                and float(row["width_multiplier"]) == variant.alpha
+                and int(row["resolution"]) == variant.resolution
                 and (row["quantized"] == "true") == (precision == "int8")):
             return float(row["top1_percent"])
     return None
 
 
-def rank_by_accuracy(candidates: list[Candidate], variants: dict[str, dict],
+def rank_by_accuracy(candidates: list[Candidate], variants: dict[str, Variant],
                      macs: dict[str, int], precision: str) -> None:
     """Give every candidate an accuracy figure of one kind (see the module docstring)."""
     top1 = {c.id: published_top1(variants[c.id], precision) for c in candidates}
@@ -218,53 +198,52 @@ class PullResult:
 
 
 def load_index(location: str, target: str | None, timeout: float
-               ) -> tuple[Source, BuildIndex, str]:
+               ) -> tuple[Source, Index, str]:
     """The index at --from: index.json itself, dist/<target>/, or dist/ with --target."""
     subdirectory = ""
     if target is not None and location.rstrip("/").rsplit("/", 1)[-1] != target:
         subdirectory = target  # --from names dist/: the build is in dist/<target>/
     source, name = open_source(location, timeout, subdirectory)
-    where = source.describe(name or INDEX_NAME)
-    raw = source.read_bytes(name or INDEX_NAME, RECORD_LIMIT)
+    where = source.describe(name or INDEX)
+    raw = source.read_bytes(name or INDEX, RECORD_LIMIT)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"malformed index {where}: not JSON ({e})") from None
-    index = BuildIndex.from_json(data, where)
+    index = parse_index(data, where)
     if target is not None and index.target != target:
         raise UserError(f"index {where} is for target {index.target!r}, not {target!r}")
     return source, index, where
 
 
-def read_record(source: Source, entry: IndexEntry, name: str) -> dict:
-    """A variant's small JSON record (profile, estimate, card), verified by the index's hash."""
-    found = entry.file(name)
+def fetch_record(source: Source, entry: IndexEntry, cls: type[R]) -> R:
+    """A variant's small record (profile, estimate), verified by the index's hash."""
+    found = find_file(entry, cls.FILE)
     if found is None:
-        raise UserError(f"variant {entry.id}: the index lists no {name}")
+        raise UserError(f"variant {entry.id}: the index lists no {cls.FILE}")
     rel, expected = found
     data = source.read_bytes(rel, RECORD_LIMIT)
     if len(data) != expected.bytes or hashlib.sha256(data).hexdigest() != expected.sha256:
         raise HashMismatch(f"hash mismatch: {source.describe(rel)} does not match the "
                            "index's sha256")
     try:
-        record = json.loads(data)
+        return cls.from_json(json.loads(data))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{source.describe(rel)}: not JSON") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{source.describe(rel)}: not a JSON object")
-    return record
+    except ArtifactError as e:
+        raise UserError(f"{source.describe(rel)}: {e}") from None
 
 
-def choose(source: Source, index: BuildIndex, fmt: str, max_latency_ms: float
+def choose(source: Source, index: Index, fmt: str, max_latency_ms: float
            ) -> tuple[IndexEntry, dict[str, Any]]:
     """The most accurate variant with the format whose latency on the target fits."""
     file_name, precision, _ = FORMATS[fmt]
     candidates, entries = [], {}
     for entry in index.variants:
-        if entry.file(file_name) is None:
+        if find_file(entry, file_name) is None:
             continue
-        figure = latency_figure(read_record(source, entry, PROFILE),
-                                read_record(source, entry, ESTIMATE), index.target, fmt)
+        figure = latency_figure(fetch_record(source, entry, Profile),
+                                fetch_record(source, entry, Estimates), index.target, fmt)
         candidates.append(Candidate(entry.id, figure,
                                     fits=figure is not None and figure.value <= max_latency_ms))
         entries[entry.id] = entry
@@ -281,7 +260,7 @@ def choose(source: Source, index: BuildIndex, fmt: str, max_latency_ms: float
         raise UserError(f"nothing fits {max_latency_ms:g} ms on {index.target}: the fastest "
                         f"{fmt} variant, {fastest.id}, takes {fastest.latency.value:.2f} ms "
                         f"({fastest.latency.kind})")
-    macs = {c.id: int(entries[c.id].headline.get("macs", 0)) for c in fitting}
+    macs = {c.id: entries[c.id].headline.macs for c in fitting}
     rank_by_accuracy(fitting, {c.id: entries[c.id].variant for c in fitting}, macs, precision)
     # Most accurate; then the faster; then the id, so the same index always gives one answer.
     best = max(fitting, key=lambda c: (c.accuracy.value, -c.latency.value, c.id))
@@ -300,13 +279,13 @@ def pull(location: str, out: Path, fmt: str, variant_id: str | None = None,
         raise UserError("give either a variant id or --max-latency-ms")
     source, index, where = load_index(location, target, timeout)
     if variant_id is not None:
-        entry, choice = index.entry(variant_id), {"by": "id"}
+        entry, choice = find_entry(index, variant_id), {"by": "id"}
     else:
         entry, choice = choose(source, index, fmt, max_latency_ms)
     file_name = FORMATS[fmt][0]
     wanted = []
     for name in (file_name, CARD):
-        found = entry.file(name)
+        found = find_file(entry, name)
         if found is None:
             raise UserError(f"variant {entry.id} has no {name} in the index"
                             + (" (built before app-ready files existed? rebuild it)"

@@ -9,6 +9,12 @@ from typing import Any
 
 MIN_RESOLUTION = 32  # five stride-2 stages leave 1×1 before the global pool
 
+# The op kinds of a static analysis row (assigned by ``edgeexport.analysis.op_kind``).
+COMPUTE_OPS = ("conv", "depthwise", "pointwise", "linear", "se")  # rows that carry MACs
+DENSE_OPS = ("conv", "pointwise", "linear", "se")  # compute rows that are not depthwise
+ELEMENTWISE_OPS = ("add", "mul", "pool")  # residual add, squeeze-excitation scale, pooling
+OP_KINDS = COMPUTE_OPS + ("bn", "act") + ELEMENTWISE_OPS
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -76,10 +82,13 @@ class Analysis:
     def total_macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
 
+    SCHEMA_VERSION = 1
+
     def to_json(self) -> dict[str, Any]:
         sep_macs = sum(b.separable_macs for b in self.separable)
         std_macs = sum(b.standard_macs for b in self.separable)
         return {
+            "schema_version": self.SCHEMA_VERSION,
             "variant": self.variant.to_json(),
             "variant_id": self.variant.id,
             "total_params": self.total_params,
@@ -95,3 +104,24 @@ class Analysis:
                 "ratio": sep_macs / std_macs if std_macs else None,
             },
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Analysis":
+        """Inverse of ``to_json`` (totals and ratios are derived, not read). ValueError if the
+        data is of another schema version or malformed."""
+        if not isinstance(data, dict) or data.get("schema_version") != cls.SCHEMA_VERSION:
+            raise ValueError(f"analysis schema version "
+                             f"{data.get('schema_version') if isinstance(data, dict) else None!r}"
+                             f", expected {cls.SCHEMA_VERSION}")
+        try:
+            blocks = [{k: v for k, v in b.items() if k not in ("ratio", "formula_ratio")}
+                      for b in data["separable"]["blocks"]]
+            return cls(Variant(**data["variant"]), [LayerCost(**x) for x in data["layers"]],
+                       [SeparableBlock(**b) for b in blocks])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"malformed analysis ({e.__class__.__name__}: {e})") from None
+
+    @property
+    def separable_ratio(self) -> float | None:
+        std = sum(b.standard_macs for b in self.separable)
+        return sum(b.separable_macs for b in self.separable) / std if std else None

@@ -7,52 +7,66 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import io
-import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from edgeexport.artifacts import (Headline, Index, IndexEntry, Profile, measurement_key,
+                                  model_file, read_record)
 from edgeexport.fileio import write_bytes, write_json
+from edgeexport.records import Analysis, Variant
 from edgeexport.targets import Target, cpu_description
 
-FAMILY_COLORS = {"mobilenet_v1": "#1f77b4", "mobilenet_v2": "#d62728",
-                 "mobilenet_v3_large": "#2ca02c", "mobilenet_v3_small": "#9467bd"}
 REFERENCE_CSV = "rpi4_mlperf_v1.0_krai_calibration.csv"
-ALIASES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2"}
+INT8_HERE = measurement_key("onnxruntime", "int8")
 
 
-def _rows(root: Path, entries: list[dict]) -> list[dict]:
-    rows = []
-    for entry in entries:
-        d = root / entry["id"]
-        card = json.loads((d / "card.json").read_text())
-        analysis = json.loads((d / "analysis.json").read_text())
-        measured = json.loads((d / "profile.json").read_text())
-        estimates = json.loads((d / "estimate.json").read_text())
-        rows.append({"id": entry["id"], **entry["variant"], "card": card,
-                     "separable": analysis["separable"], "measured": measured,
-                     "estimates": estimates, "layers": analysis["layers"],
-                     "tflite_int8_bytes": card["files"].get("model.int8.tflite", {}).get("bytes")})
-    return rows
+@dataclass
+class Row:
+    """One variant as the report sees it: the index entry plus the per-layer detail."""
+    entry: IndexEntry
+    analysis: Analysis
+    profile: Profile
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def variant(self) -> Variant:
+        return self.entry.variant
+
+    @property
+    def head(self) -> Headline:
+        return self.entry.headline
+
+    def measured(self, key: str) -> float | None:
+        return self.head.measured_p50_ms.get(key)
+
+    def estimated(self, precision: str) -> float | None:
+        return self.head.estimated_ms.get(precision)
+
+    def file_bytes(self, name: str) -> int | None:
+        entry = self.entry.files.get(f"{self.id}/{name}")
+        return entry.bytes if entry else None
 
 
-def _measured(row, key):
-    report = row["measured"].get(key)
-    return report["end_to_end"]["p50_ms"] if report else None
-
-
-def _estimated(row, precision):
-    report = row["estimates"].get(precision)
-    return report["end_to_end"]["latency_ms"] if report else None
+def _rows(root: Path, index: Index) -> list[Row]:
+    from edgeexport.profile import read_analysis
+    return [Row(entry, read_analysis(root / entry.id), read_record(root / entry.id, Profile))
+            for entry in index.variants]
 
 
 def reference_measurements(target: Target) -> list[dict]:
     """Real measurements of the target shipped with edgeexport (rpi4: MLPerf v1.0)."""
     if target.name != "rpi4":
         return []
+    from edgeexport.models import family_of_alias
     text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
-    return [{"family": ALIASES.get(r["model_family"], r["model_family"]),
+    return [{"family": family_of_alias(r["model_family"]),
              "alpha": float(r["width_multiplier"]), "resolution": int(r["resolution"]),
              "precision": "int8" if r["quantized"] == "true" else "fp32",
              "latency_ms": float(r["mean_latency_ms"]), "top1": float(r["top1_percent"])}
@@ -71,7 +85,7 @@ def _per_variant_axes(plt, rows):
     """A figure wide enough for one bar group per variant, labelled by variant id."""
     fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4))
     xs = list(range(len(rows)))
-    ax.set_xticks(xs, [r["id"] for r in rows], rotation=90, fontsize=6)
+    ax.set_xticks(xs, [r.id for r in rows], rotation=90, fontsize=6)
     return fig, ax, xs
 
 
@@ -79,15 +93,17 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from edgeexport.models import FAMILIES
     plots = []
-    key = "onnxruntime_int8"
+    key = INT8_HERE
 
     for xkey, xlabel in (("macs", "MACs (M)"), ("params", "parameters (M)")):
         fig, ax = plt.subplots(figsize=(6.4, 4))
-        for fam, color in FAMILY_COLORS.items():
-            pts = [(r["card"][xkey] / 1e6, _measured(r, key)) for r in rows if r["family"] == fam]
+        for fam in FAMILIES.values():
+            pts = [(getattr(r.head, xkey) / 1e6, r.measured(key)) for r in rows
+                   if r.variant.family == fam.name]
             if pts:
-                ax.scatter(*zip(*pts), label=fam, color=color, s=22)
+                ax.scatter(*zip(*pts), label=fam.name, color=fam.color, s=22)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("int8 latency p50 (ms)")
         ax.set_title(f"MEASURED here: onnxruntime int8 latency vs {xlabel.split()[0]}")
@@ -98,9 +114,10 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
     # Pareto front: target latency (estimated) vs ImageNet top-1 where a real figure exists.
     acc = {(m["family"], m["alpha"], m["resolution"]): m["top1"] for m in reference
            if m["precision"] == "int8"}
-    pts = [(_estimated(r, "int8"), acc[(r["family"], r["alpha"], r["resolution"])], r["id"])
-           for r in rows if (r["family"], r["alpha"], r["resolution"]) in acc
-           and _estimated(r, "int8") is not None]
+    pts = [(r.estimated("int8"), acc[(r.variant.family, r.variant.alpha, r.variant.resolution)],
+            r.id) for r in rows
+           if (r.variant.family, r.variant.alpha, r.variant.resolution) in acc
+           and r.estimated("int8") is not None]
     if pts:
         fig, ax = plt.subplots(figsize=(6.4, 4))
         pts.sort()
@@ -120,8 +137,9 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
                       "v1.0 (Krai) on Google's published 8-bit checkpoints."))
 
     fig, ax, xs = _per_variant_axes(plt, rows)
-    here = [(_measured(r, "onnxruntime_fp32") or 0) / (_measured(r, key) or 1) for r in rows]
-    est = [(_estimated(r, "fp32") or 0) / (_estimated(r, "int8") or 1) for r in rows]
+    here = [(r.measured(measurement_key("onnxruntime", "fp32")) or 0) / (r.measured(key) or 1)
+            for r in rows]
+    est = [(r.estimated("fp32") or 0) / (r.estimated("int8") or 1) for r in rows]
     ax.bar([x - 0.2 for x in xs], here, 0.4, label=f"MEASURED here ({where})")
     if any(est):
         ax.bar([x + 0.2 for x in xs], est, 0.4, label=f"ESTIMATED on {target.name}")
@@ -132,31 +150,30 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
                   "Above 1: int8 is faster. Measured: onnxruntime p50 here; estimated: the "
                   "target's cost model."))
 
-    layers = [x for x in chosen["measured"][key]["layers"] if x["latency_ms"] > 0]
+    layers = [x for x in chosen.profile.measurements[key].layers if x.latency_ms > 0]
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6.4, 0.12 * len(layers)), 6), sharex=True)
-    a1.bar(range(len(layers)), [x["latency_ms"] for x in layers], color="#1f77b4")
+    a1.bar(range(len(layers)), [x.latency_ms for x in layers], color="#1f77b4")
     a1.set_ylabel("ms (MEASURED here)")
-    a2.bar(range(len(layers)), [x.get("energy_uj") or 0 for x in layers], color="#ff7f0e")
+    a2.bar(range(len(layers)), [x.energy_uj or 0 for x in layers], color="#ff7f0e")
     a2.set_ylabel("µJ (compute/memory proxy)")
-    a2.set_xticks(range(len(layers)), [x["name"] for x in layers], rotation=90, fontsize=5)
-    a1.set_title(f"{chosen['id']}: per-layer latency and energy (int8)")
-    plots.append((f"Per-layer latency and energy: {chosen['id']}", _png(fig),
+    a2.set_xticks(range(len(layers)), [x.name for x in layers], rotation=90, fontsize=5)
+    a1.set_title(f"{chosen.id}: per-layer latency and energy (int8)")
+    plots.append((f"Per-layer latency and energy: {chosen.id}", _png(fig),
                   "Latency: onnxruntime profiler kernel times here. Energy: Horowitz 2014 "
                   "45 nm proxy (MACs and bytes), not a measurement."))
 
     if reference and target.latency_model is not None:
         from edgeexport.analysis import analyze
         from edgeexport.estimate import estimate
-        from edgeexport.records import Variant
         fig, ax = plt.subplots(figsize=(5, 5))
         for precision, color in (("fp32", "#1f77b4"), ("int8", "#d62728")):
             pairs = []
             for m in reference:
                 if m["precision"] != precision:
                     continue
-                a = analyze(Variant(m["family"], m["alpha"], m["resolution"])).to_json()
-                pairs.append((m["latency_ms"], estimate(a, target, precision)
-                              ["end_to_end"]["latency_ms"]))
+                a = analyze(Variant(m["family"], m["alpha"], m["resolution"]))
+                pairs.append((m["latency_ms"],
+                              estimate(a, target, precision).end_to_end.latency_ms))
             ax.scatter(*zip(*pairs), color=color, label=precision, s=18)
         top = max(ax.get_xlim()[1], ax.get_ylim()[1])
         ax.plot([0, top], [0, top], "k--", lw=0.7)
@@ -168,9 +185,9 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
                       f"Known error: {target.latency_model.known_error}."))
 
     fig, ax, xs = _per_variant_axes(plt, rows)
-    ax.bar(xs, [r["separable"]["standard_macs"] / 1e6 for r in rows], label="as standard conv",
-           color="#bbb")
-    ax.bar(xs, [r["separable"]["separable_macs"] / 1e6 for r in rows],
+    ax.bar(xs, [sum(b.standard_macs for b in r.analysis.separable) / 1e6 for r in rows],
+           label="as standard conv", color="#bbb")
+    ax.bar(xs, [sum(b.separable_macs for b in r.analysis.separable) / 1e6 for r in rows],
            label="depthwise separable", color="#2ca02c")
     ax.set_yscale("log")
     ax.set_ylabel("MACs of the separable blocks (M)")
@@ -181,34 +198,33 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
     return plots
 
 
-def _table(rows, target) -> tuple[list[str], list[list[str]]]:
+def _table(rows: list[Row], target: Target) -> tuple[list[str], list[list[str]]]:
     head = ["variant", "params (M)", "MACs (M)", "int8 p50 here (ms)", "fp32 p50 here (ms)",
             "LiteRT int8 here (ms)", f"est. int8 {target.name} (ms)",
             f"est. board mJ {target.name}", "sep/std MACs", "int8 cosine", ".tflite int8 (KB)"]
+
+    def fmt(value, spec="{:.2f}"):
+        return "–" if value is None else spec.format(value)
     body = []
     for r in rows:
-        est = r["estimates"].get("int8")
-        fmt = lambda v, f="{:.2f}": "–" if v is None else f.format(v)  # noqa: E731
-        body.append([r["id"], fmt(r["card"]["params"] / 1e6), fmt(r["card"]["macs"] / 1e6, "{:.1f}"),
-                     fmt(_measured(r, "onnxruntime_int8"), "{:.3f}"),
-                     fmt(_measured(r, "onnxruntime_fp32"), "{:.3f}"),
-                     fmt(_measured(r, "litert_int8"), "{:.3f}"),
-                     fmt(_estimated(r, "int8")),
-                     fmt(est["energy"]["board_mj"] if est else None),
-                     fmt(r["separable"]["ratio"], "{:.3f}"),
-                     fmt(r["card"]["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"],
-                         "{:.4f}") + ("" if r["card"]["tolerances"]["int8_enforced"] else "*"),
-                     fmt((r["tflite_int8_bytes"] or 0) / 1024 if r["tflite_int8_bytes"] else None,
-                         "{:.0f}")])
+        tflite = r.file_bytes(model_file("int8", "tflite"))
+        body.append([
+            r.id, fmt(r.head.params / 1e6), fmt(r.head.macs / 1e6, "{:.1f}"),
+            fmt(r.measured(INT8_HERE), "{:.3f}"),
+            fmt(r.measured(measurement_key("onnxruntime", "fp32")), "{:.3f}"),
+            fmt(r.measured(measurement_key("litert", "int8")), "{:.3f}"),
+            fmt(r.estimated("int8")), fmt(r.head.estimated_board_mj.get("int8")),
+            fmt(r.analysis.separable_ratio, "{:.3f}"),
+            fmt(r.head.int8_cosine_onnx, "{:.4f}") + ("" if r.head.int8_enforced else "*"),
+            fmt(tflite / 1024 if tflite else None, "{:.0f}")])
     return head, body
 
 
-def write_reports(root: Path, target: Target, entries: list[dict],
-                  chosen_id: str | None = None) -> None:
-    rows = _rows(root, entries)
+def write_reports(root: Path, target: Target, index: Index, chosen_id: str | None = None) -> None:
+    rows = _rows(root, index)
     where = cpu_description()
-    chosen = next((r for r in rows if r["id"] == chosen_id), None) or next(
-        (r for r in rows if r["id"] == "mobilenet_v2_1_224"), rows[0])
+    chosen = next((r for r in rows if r.id == chosen_id), None) or next(
+        (r for r in rows if r.id == "mobilenet_v2_1_224"), rows[0])
     reference = reference_measurements(target)
     model = target.latency_model
     notes = [
@@ -226,15 +242,16 @@ def write_reports(root: Path, target: Target, entries: list[dict],
     md = [f"# edgeexport build: {target.name}", ""] + [f"- {n}" for n in notes] + [""]
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(row) + " |" for row in body]
-    md += ["", f"## Per-layer, {chosen['id']} (int8, measured here)", "",
+    md += ["", f"## Per-layer, {chosen.id} (int8, measured here)", "",
            "| layer | op | ms | MACs | energy µJ (proxy) |", "|---|---|---|---|---|"]
-    md += [f"| {x['name']} | {x['op']} | {x['latency_ms']:.4f} | {x['macs'] or 0:,} | "
-           f"{(x.get('energy_uj') or 0):.2f} |"
-           for x in chosen["measured"]["onnxruntime_int8"]["layers"] if x["latency_ms"] > 0]
+    md += [f"| {x.name} | {x.op} | {x.latency_ms:.4f} | {x.macs or 0:,} | "
+           f"{(x.energy_uj or 0):.2f} |"
+           for x in chosen.profile.measurements[INT8_HERE].layers if x.latency_ms > 0]
     write_bytes(root / "report.md", ("\n".join(md) + "\n").encode())
     write_json(root / "report.json", {
         "target": target.name, "notes": notes, "where_measured": where,
-        "variants": [{k: v for k, v in r.items() if k not in ("layers",)} for r in rows]})
+        "variants": [dict(dataclasses.asdict(r.entry), separable_ratio=r.analysis.separable_ratio)
+                     for r in rows]})
     write_bytes(root / "report.html", _html(target, notes, head, body,
                                             _plots(rows, target, chosen, reference, where)))
 

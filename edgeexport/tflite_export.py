@@ -16,9 +16,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgeexport.calibration import ImageSet, Preprocessing
+from edgeexport.artifacts import TFLITE_FP32_VS_PYTORCH, TFLITE_INT8_VS_PYTORCH
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
+from edgeexport.imagesets import ImageSet, Preprocessing
 from edgeexport.runtimes import litert_interpreter, run_litert
 from edgeexport.tflite_inspect import read_tflite
 from edgeexport.validate import compare, require_fp32_match
@@ -108,17 +109,17 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
                   method: str, check_int8: Callable) -> dict:
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
-    validation = {"tflite_fp32_vs_pytorch": require_fp32_match(compare(
+    validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
-        held_out.labels)).to_json()}
+        held_out.labels))}
     int8 = quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type, method)
     summary = read_tflite(int8)
     problems = summary.full_integer_problems(io_type)
     if problems:
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
-    validation["tflite_int8_vs_pytorch"] = check_int8(compare(
+    validation[TFLITE_INT8_VS_PYTORCH] = check_int8(compare(
         "pytorch fp32", reference, "model.int8.tflite", run_litert(int8, held_out.inputs),
-        held_out.labels)).to_json()
+        held_out.labels))
     return {
         "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8},
         "validation": validation,
@@ -129,6 +130,6 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
                 else "moving average of per-image min/max"},
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
-        "metadata": "no TFLite Metadata embedded (its writer needs tflite-support, which "
-                    "needs TensorFlow); normalisation and labels are in card.json",
+        "metadata": "no TFLite Metadata embedded in these files; normalisation and labels "
+                    "are in card.json",
     }

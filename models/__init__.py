@@ -4,6 +4,6 @@ Module names of V2/V3 follow torchvision's (``features.N...``, ``classifier.N``)
 state_dict saved from torchvision's ``mobilenet_v2``, ``mobilenet_v3_large`` or
 ``mobilenet_v3_small`` loads without remapping.
 """
-from edgeexport.models.registry import FAMILIES, Family, build, family
+from edgeexport.models.registry import FAMILIES, Family, create_model, family, family_of_alias
 
-__all__ = ["FAMILIES", "Family", "build", "family"]
+__all__ = ["FAMILIES", "Family", "create_model", "family", "family_of_alias"]

@@ -23,18 +23,23 @@ class Family:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     reference: str
+    aliases: tuple[str, ...]  # names in published measurement tables (MLPerf: "v1")
+    color: str  # in every plot
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     # TF reference preprocessing for V1 maps [0, 1] to [-1, 1].
     Family("mobilenet_v1", MobileNetV1, (1.0, 0.75, 0.5, 0.25), (224, 192, 160, 128),
-           (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "Howard et al. 2017, Table 1"),
+           (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "Howard et al. 2017, Table 1", ("v1",), "#1f77b4"),
     Family("mobilenet_v2", MobileNetV2, (1.0, 0.75, 0.5, 0.35), (224, 192, 160, 128, 96),
-           IMAGENET_MEAN, IMAGENET_STD, "Sandler et al. 2018; torchvision mobilenet_v2"),
+           IMAGENET_MEAN, IMAGENET_STD, "Sandler et al. 2018; torchvision mobilenet_v2", ("v2",),
+           "#d62728"),
     Family("mobilenet_v3_large", mobilenet_v3_large, (1.0, 0.75), (224,),
-           IMAGENET_MEAN, IMAGENET_STD, "Howard et al. 2019; torchvision mobilenet_v3_large"),
+           IMAGENET_MEAN, IMAGENET_STD, "Howard et al. 2019; torchvision mobilenet_v3_large",
+           ("v3_large", "v3-large"), "#2ca02c"),
     Family("mobilenet_v3_small", mobilenet_v3_small, (1.0, 0.75), (224,),
-           IMAGENET_MEAN, IMAGENET_STD, "Howard et al. 2019; torchvision mobilenet_v3_small"),
+           IMAGENET_MEAN, IMAGENET_STD, "Howard et al. 2019; torchvision mobilenet_v3_small",
+           ("v3_small", "v3-small"), "#9467bd"),
 )}
 
 
@@ -46,7 +51,16 @@ def family(name: str) -> Family:
                          f"(known: {', '.join(FAMILIES)})") from None
 
 
-def build(name: str, alpha: float = 1.0, num_classes: int = 1000) -> nn.Module:
+def family_of_alias(name: str) -> str:
+    """The family a published table's name stands for (``v1`` → ``mobilenet_v1``); a family
+    name maps to itself; anything else is returned unchanged for the caller to reject."""
+    for f in FAMILIES.values():
+        if name == f.name or name in f.aliases:
+            return f.name
+    return name
+
+
+def create_model(name: str, alpha: float = 1.0, num_classes: int = 1000) -> nn.Module:
     """A freshly initialised network in eval mode."""
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0, got {alpha}")

@@ -58,7 +58,7 @@ class Target:
     onnx_activation_type: str
     onnx_weight_type: str
     onnx_quant_source: str
-    litert_io_type: str
+    tflite_io_type: str
     latency_model: LatencyModel | None
     grid: dict[str, dict[str, list]] = field(default_factory=dict)
     path: str = ""
@@ -141,7 +141,7 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
         onnx_activation_type=ort.choice("activation_type", QUANT_TYPES),
         onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
         onnx_quant_source=ort.get("source", str),
-        litert_io_type=litert.choice("io_type", QUANT_TYPES),
+        tflite_io_type=litert.choice("io_type", QUANT_TYPES),
         latency_model=latency, grid=grid, path=where, source=source)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeexport.fileio import sha256
-from tests.conftest import BUILD_GRID, BUILD_IDS, EDGEEXPORT, run_cli
+from tests.conftest import BUILD_GRID, BUILD_IDS, EDGEEXPORT, assert_one_line_error, run_cli
 
 GRID, IDS = BUILD_GRID, BUILD_IDS
 
@@ -34,8 +34,15 @@ def test_build_writes_every_variant_and_an_honest_index(built):
         names = {Path(rel).name for rel in entry["files"]}
         assert {"model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite", "model.int8.tflite",
                 "card.json", "analysis.json", "profile.json", "estimate.json"} <= names
+        # The headline repeats the variant's own files (read here without edgeexport's reader).
         head = entry["headline"]
-        assert head["estimated_int8_ms"] > 0 and head["measured_onnxruntime_int8_p50_ms"] > 0
+        card = json.loads((root / entry["id"] / "card.json").read_text())
+        profile = json.loads((root / entry["id"] / "profile.json").read_text())
+        assert head["int8_cosine_onnx"] == card["validation"]["onnx_int8_vs_onnx_fp32"][
+            "cosine_mean"]
+        assert head["measured_p50_ms"]["onnxruntime_int8"] == profile["measurements"][
+            "onnxruntime_int8"]["end_to_end"]["p50_ms"]
+        assert head["estimated_ms"]["int8"] > 0
     for name in ("report.html", "report.md", "report.json"):
         assert (root / name).stat().st_size > 0
 
@@ -50,13 +57,56 @@ def test_second_build_rebuilds_nothing(built):
 
 
 def test_a_damaged_variant_is_rebuilt_alone(built, tmp_path):
+    """One byte changed, size unchanged: only the hash can tell."""
     out, _ = built
     copy = tmp_path / "dist"
     shutil.copytree(out, copy)
-    (copy / "rpi4" / IDS[1] / "model.int8.tflite").write_bytes(b"truncated")
+    model = copy / "rpi4" / IDS[1] / "model.int8.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
     _, summary = _build(copy)
     assert summary["built"] == [IDS[1]]
     assert sorted(summary["cached"]) == sorted(set(IDS) - {IDS[1]})
+    assert sha256(model) == sha256(out / "rpi4" / IDS[1] / "model.int8.tflite")
+
+
+@pytest.mark.parametrize("damage", ["hostile path", "other schema", "not json", "one byte"])
+def test_is_complete_says_rebuild_for_any_damaged_record(built, tmp_path, damage):
+    """Before: a build.json listing '../x' raised out of is_complete and aborted the build."""
+    from edgeexport.build import is_complete
+    out, _ = built
+    directory = tmp_path / IDS[0]
+    shutil.copytree(out / "rpi4" / IDS[0], directory)
+    record = json.loads((directory / "build.json").read_text())
+    assert is_complete(directory, record["cache_key"])
+    if damage == "hostile path":
+        record["files"]["../../etc/passwd"] = record["files"].pop("card.json")
+    elif damage == "other schema":
+        record["schema_version"] = 0
+    elif damage == "one byte":
+        card = directory / "card.json"
+        card.write_bytes(card.read_bytes().replace(b'"target"', b'"tarGet"'))
+    (directory / "build.json").write_text("{not json" if damage == "not json"
+                                          else json.dumps(record))
+    assert is_complete(directory, record["cache_key"]) is False
+
+
+def test_a_second_build_into_the_same_directory_is_refused(built, tmp_path):
+    """The lock: while one build holds dist/<target>, another fails at once and touches nothing."""
+    import fcntl
+    out, _ = built
+    copy = tmp_path / "dist"
+    shutil.copytree(out, copy)
+    (copy / "rpi4" / IDS[0] / "build.json").unlink()  # would be rebuilt, were it allowed to run
+    before = sorted(p.name for p in (copy / "rpi4" / IDS[0]).iterdir())
+    with open(copy / "rpi4" / ".build.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.write("4242")
+        lock.flush()
+        proc = run_cli("build", *GRID, "--out", copy, check=False)
+    assert_one_line_error(proc, "another edgeexport build", "4242")
+    assert sorted(p.name for p in (copy / "rpi4" / IDS[0]).iterdir()) == before
 
 
 def test_changed_calibration_set_rebuilds(built, tmp_path):
@@ -65,8 +115,10 @@ def test_changed_calibration_set_rebuilds(built, tmp_path):
     shutil.copytree(out, copy)
     from tests.synthetic_data import write_dataset
     calib = write_dataset(tmp_path / "calib", 3, 80, seed=5)
-    _, summary = _build(copy, "--models", "mobilenet_v1", "--calib", calib)
-    assert sorted(summary["built"]) == IDS[:2] and summary["cached"] == []
+    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
+                   "--resolution", "64", "--calib", calib, "--out", copy, "--json")
+    summary = json.loads(proc.stdout)
+    assert summary["built"] == IDS[:1] and summary["cached"] == []
     card = json.loads((copy / "rpi4" / IDS[0] / "card.json").read_text())
     assert card["calibration"]["synthetic"] is False
 
@@ -88,23 +140,70 @@ def test_a_failing_variant_does_not_stop_the_others(built, tmp_path):
     assert [v["id"] for v in index["variants"]] == IDS[:2]
 
 
-def test_interrupted_build_resumes_where_it_stopped(tmp_path):
-    out = tmp_path / "dist"
-    proc = subprocess.Popen([*EDGEEXPORT, "build", *GRID, "--out", str(out), "--json"],
+def test_interrupted_build_resumes_where_it_stopped(built, tmp_path):
+    """On a copy of a finished build with two variants to redo: killed once the first of them
+    is sealed, the rerun redoes only the unsealed ones and leaves the sealed ones untouched."""
+    out, _ = built
+    copy = tmp_path / "dist"
+    shutil.copytree(out, copy)
+    redo = IDS[2:]
+    for vid in redo:
+        shutil.rmtree(copy / "rpi4" / vid)
+    proc = subprocess.Popen([*EDGEEXPORT, "build", *GRID, "--out", str(copy), "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 600
-    while time.time() < deadline and not list((out / "rpi4").glob("*/build.json")):
-        time.sleep(0.5)
+    while time.time() < deadline and not any((copy / "rpi4" / v / "build.json").exists()
+                                             for v in redo):
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = sorted(p.parent.name for p in (out / "rpi4").glob("*/build.json"))
-    assert 1 <= len(done) < len(IDS)
-    sealed = {p: p.stat().st_mtime_ns for d in done for p in (out / "rpi4" / d).iterdir()}
-    _, summary = _build(out, "--jobs", "2")
+    done = sorted(p.parent.name for p in (copy / "rpi4").glob("*/build.json"))
+    assert set(IDS[:2]) <= set(done) and len(done) == 3
+    sealed = {p: p.stat().st_mtime_ns for d in done for p in (copy / "rpi4" / d).iterdir()}
+    _, summary = _build(copy, "--jobs", "2")
     assert sorted(summary["cached"]) == done
     assert sorted(summary["built"]) == sorted(set(IDS) - set(done))
     assert {p: p.stat().st_mtime_ns for p in sealed} == sealed
+
+
+def test_weights_directory_with_any_spelling_of_alpha(trained, dataset, tmp_path):
+    """Before: `mobilenet_v1_0.50.pt` was silently ignored (the lookup formatted α with :g) and
+    the variant was built from random weights. The built fp32 model must compute what the
+    trained PyTorch network computes."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from tests.trained import inputs_for
+    model, weights = trained("mobilenet_v1")
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    shutil.copy(weights, wdir / "mobilenet_v1_0.50.pt")
+    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.5",
+                   "--resolution", "64", "--num-classes", "4", "--weights", wdir,
+                   "--calib", dataset["train"], "--out", tmp_path / "dist", "--json")
+    assert json.loads(proc.stdout)["built"] == ["mobilenet_v1_0.5_64"]
+    directory = tmp_path / "dist" / "rpi4" / "mobilenet_v1_0.5_64"
+    card = json.loads((directory / "card.json").read_text())
+    assert card["weights"]["sha256"] == sha256(weights)
+    x = inputs_for("mobilenet_v1", dataset["eval"]).inputs[:8]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    session = ort.InferenceSession(str(directory / "model.fp32.onnx"))
+    got = np.concatenate([session.run(None, {session.get_inputs()[0].name: xi[None]})[0]
+                          for xi in x])
+    assert np.abs(got - reference).max() <= 1e-4 * max(1, np.abs(reference).max())
+
+
+def test_two_weights_files_for_one_variant_are_refused(tmp_path):
+    wdir = tmp_path / "weights"
+    wdir.mkdir()
+    (wdir / "mobilenet_v1_0.25.pt").write_bytes(b"x")
+    (wdir / "mobilenet_v1_0.250.safetensors").write_bytes(b"x")
+    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
+                   "--resolution", "64", "--weights", wdir, "--out", tmp_path / "dist",
+                   check=False)
+    assert_one_line_error(proc, "mobilenet_v1_0.25.pt", "mobilenet_v1_0.250.safetensors")
 
 
 def _chromium():

@@ -3,6 +3,7 @@ network trained here for seconds on synthetic images (nothing is downloaded)."""
 import json
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 
 from edgeexport.analysis import analyze
 from edgeexport.fileio import sha256
-from edgeexport.models import build, family as get_family
+from edgeexport.models import create_model, family as get_family
 from edgeexport.records import Variant
 from tests.conftest import assert_one_line_error, run_cli
 from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
@@ -53,9 +54,11 @@ def test_export_without_weights_is_flagged(tmp_path):
     """A random network: files are written and fp32 validated, int8 drift only reported."""
     card = json.loads(run_cli("export", "mobilenet_v3_small", "--alpha", ALPHA, "--resolution",
                               RES, "--target", "rpi4", "--out", tmp_path, "--json").stdout)
-    for name in ("onnx_fp32_vs_pytorch", "tflite_fp32_vs_pytorch"):
-        v = card["validation"][name]
-        assert v["max_abs_diff"] <= 1e-4 * max(1, v["max_abs_reference"])
+    # The two fp32 files, run in two runtimes on an input of the test's own, agree.
+    x = np.random.default_rng(7).standard_normal((4, 3, RES, RES)).astype(np.float32)
+    onnx_out = ort_outputs(tmp_path / "model.fp32.onnx", x)
+    tflite_out = litert_outputs(tmp_path / "model.fp32.tflite", x)
+    assert np.abs(onnx_out - tflite_out).max() <= 1e-4 * max(1, np.abs(onnx_out).max())
     assert card["tolerances"]["int8_enforced"] is False
     assert any("random network" in w for w in card["warnings"])
     assert card["calibration"]["synthetic"] is True
@@ -225,12 +228,12 @@ def test_pickle_carrying_code_is_refused(out_dir, tmp_path):
 
 def test_wrong_shapes_are_named(out_dir, tmp_path):
     weights = tmp_path / "wide.pt"
-    torch.save(build("mobilenet_v2", 0.5, 4).state_dict(), weights)
+    torch.save(create_model("mobilenet_v2", 0.5, 4).state_dict(), weights)
     _fails_cleanly(out_dir, "--weights", weights, needle="wrong shapes: features.2.conv.2.weight")
 
 
 def test_missing_and_unexpected_keys_are_named(out_dir, tmp_path):
-    state = build("mobilenet_v2", 0.35, 4).state_dict()
+    state = create_model("mobilenet_v2", 0.35, 4).state_dict()
     state["extra.weight"] = state.pop("classifier.1.bias")
     weights = tmp_path / "keys.safetensors"
     from safetensors.torch import save_file
@@ -265,3 +268,20 @@ def test_missing_tflite_toolchain_still_writes_onnx(tmp_path):
     assert_one_line_error(proc, "edgeexport[full]")
     assert (tmp_path / "model.int8.onnx").exists() and (tmp_path / "card.json").exists()
     assert not (tmp_path / "model.int8.tflite").exists()
+
+
+def test_top_level_images_beside_class_folders_are_refused(out_dir, tmp_path):
+    """Before: the top-level images were silently dropped from the calibration set."""
+    from tests.synthetic_data import write_dataset
+    d = write_dataset(tmp_path / "mixed", 3, 80, seed=3)
+    shutil.copy(d / "deg000" / "0000.png", d / "stray.png")
+    _fails_cleanly(out_dir, "--calib", d, needle="stray.png")
+
+
+def test_decompression_bomb_is_refused(out_dir, tmp_path):
+    """Before: PIL's DecompressionBombError escaped as an internal error."""
+    from PIL import Image
+    d = tmp_path / "bomb"
+    d.mkdir()
+    Image.new("1", (20000, 10000)).save(d / "huge.png")  # 200 Mpixel, a few kB on disk
+    _fails_cleanly(out_dir, "--calib", d, needle="huge.png")

@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from edgeexport.analysis import analyze
-from edgeexport.models import build
+from edgeexport.models import create_model
 from edgeexport.records import Variant
 from tests import published
 
 
 @pytest.mark.parametrize("family", list(published.PARAMS))
 def test_parameter_count_is_exact(family):
-    model = build(family, 1.0, num_classes=1000)
+    model = create_model(family, 1.0, num_classes=1000)
     assert sum(p.numel() for p in model.parameters()) == published.PARAMS[family]
     # The analysis accounts for every parameter exactly once.
     assert analyze(Variant(family, 1.0, 224)).total_params == published.PARAMS[family]
@@ -61,7 +61,7 @@ def test_v3_macs_match_papers():
 def test_torchvision_state_dict_loads_unchanged(torchvision_models, family, module, alpha):
     torch.manual_seed(0)
     reference = getattr(torchvision_models[module], family)(weights=None, width_mult=alpha).eval()
-    ours = build(family, alpha)
+    ours = create_model(family, alpha)
     ours.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
@@ -71,13 +71,13 @@ def test_torchvision_state_dict_loads_unchanged(torchvision_models, family, modu
 @pytest.mark.parametrize("family", list(published.PARAMS))
 @pytest.mark.parametrize("resolution", [32, 33, 97])
 def test_any_resolution_from_32(family, resolution):
-    out = build(family, 0.5, num_classes=7)(torch.randn(1, 3, resolution, resolution))
+    out = create_model(family, 0.5, num_classes=7)(torch.randn(1, 3, resolution, resolution))
     assert out.shape == (1, 7)
 
 
 def test_conv_before_batchnorm_has_no_bias():
     for family in published.PARAMS:
-        model = build(family)
+        model = create_model(family)
         modules = list(model.modules())
         for conv, nxt in zip(modules, modules[1:]):
             if isinstance(conv, torch.nn.Conv2d) and isinstance(nxt, torch.nn.BatchNorm2d):

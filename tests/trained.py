@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgeexport.calibration import Preprocessing, load_images
-from edgeexport.models import build, family as get_family
+from edgeexport.imagesets import Preprocessing, load_images
+from edgeexport.models import create_model, family as get_family
 from tests.synthetic_data import CLASSES, train
 
 FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
@@ -27,7 +27,7 @@ def inputs_for(family, directory, resolution=RES):
 def train_and_save(family, dataset, directory, steps, **recipe):
     data = inputs_for(family, dataset["train"])
     torch.manual_seed(0)
-    model = train(build(family, ALPHA, len(CLASSES)), data.inputs, data.labels, steps,
+    model = train(create_model(family, ALPHA, len(CLASSES)), data.inputs, data.labels, steps,
                   **recipe)
     path = directory / "weights.pt"
     torch.save(model.state_dict(), path)

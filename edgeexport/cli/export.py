@@ -50,13 +50,13 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
     result = run_export(opts, on_stage=stage)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    if as_json:
-        print_json(result.card)
-        return
     card = result.card
-    rows = [[name, v["cosine_mean"], v["top1_agreement"], v["max_abs_diff"]]
-            for name, v in card["validation"].items()]
-    print_table(f"{card['variant_id']} → {out}",
+    if as_json:
+        print_json(card.to_json())
+        return
+    rows = [[name, v.cosine_mean, v.top1_agreement, v.max_abs_diff]
+            for name, v in card.validation.items()]
+    print_table(f"{card.variant_id} → {out}",
                 ["validation", "cosine", "top-1 agreement", "max |Δ|"], rows,
-                footer=[f"{name}: {f['bytes']:,} bytes, sha256 {f['sha256'][:16]}…"
-                        for name, f in card["files"].items()])
+                footer=[f"{name}: {f.bytes:,} bytes, sha256 {f.sha256[:16]}…"
+                        for name, f in card.files.items()])

@@ -1,10 +1,12 @@
 """`edgeexport profile`, `estimate` and `calibrate`: measured and estimated latency."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
+from edgeexport.artifacts import Estimated, Measured
 from edgeexport.cli.group import main
 from edgeexport.cli.options import _target, json_option, variant_options
 from edgeexport.console import print_json, print_table
@@ -27,40 +29,36 @@ def profile(path, runtime, precision, threads, runs, warmup, target, as_json):
     from edgeexport.profile import profile as run_profile
     report = run_profile(path, target, runtime, precision, threads, runs, warmup)
     if as_json:
-        print_json(report)
+        print_json(dataclasses.asdict(report))
         return
     print_latency_report(report)
 
 
-def print_latency_report(report: dict) -> None:
-    e2e, energy = report["end_to_end"], report["energy"]
-    measured = report["source"] == "measured"
-    if measured:
-        title = (f"MEASURED on {report['where']['cpu']}: {e2e['runtime']} "
-                 f"{e2e['runtime_version']}, {e2e['threads']} thread(s), {e2e['runs']} runs "
-                 f"after {e2e['warmup']} warm-up")
-        headline = (f"end to end: p50 {e2e['p50_ms']:.3f} ms, p90 {e2e['p90_ms']:.3f} ms, "
-                    f"mean {e2e['mean_ms']:.3f} ± {e2e['std_ms']:.3f} ms")
+def print_latency_report(report: Measured | Estimated) -> None:
+    e2e, energy = report.end_to_end, report.energy
+    if isinstance(report, Measured):
+        title = (f"MEASURED on {report.where['cpu']}: {e2e.runtime} {e2e.runtime_version}, "
+                 f"{e2e.threads} thread(s), {e2e.runs} runs after {e2e.warmup} warm-up")
+        headline = (f"end to end: p50 {e2e.p50_ms:.3f} ms, p90 {e2e.p90_ms:.3f} ms, "
+                    f"mean {e2e.mean_ms:.3f} ± {e2e.std_ms:.3f} ms")
     else:
-        title = (f"ESTIMATED for {report['target']} by {report['model']['name']} "
-                 f"(models {report['runtime']}; known error {report['model']['known_error']})")
-        headline = f"end to end: {e2e['latency_ms']:.3f} ms (estimate)"
-    rows = [[r["name"], r["op"], r["latency_ms"], r.get("macs"), r.get("params"),
-             r.get("energy_uj")] for r in report["layers"]
-            if r["latency_ms"] > 0 or (r.get("macs") or 0) > 0]
+        title = (f"ESTIMATED for {report.target} by {report.model['name']} "
+                 f"(models {report.runtime}; known error {report.model['known_error']})")
+        headline = f"end to end: {e2e.latency_ms:.3f} ms (estimate)"
+    rows = [[r.name, r.op, r.latency_ms, r.macs, r.params, r.energy_uj] for r in report.layers
+            if r.latency_ms > 0 or (r.macs or 0) > 0]
     footer = [headline]
-    if "layer_sum_ms" in report:
-        footer.append(f"per-layer sum {report['layer_sum_ms']:.3f} ms (profiled runs took "
-                      f"{report['profiled_run_ms']:.3f} ms on average, "
-                      f"{report['profiler_overhead']:+.0%} against unprofiled runs)")
-    if energy["board_mj"] is not None:
-        footer.append(f"board energy {energy['board_mj']:.2f} mJ/inference "
-                      f"({energy['board_source']})")
-    if energy["compute_uj"] is not None:
-        footer.append(f"compute/memory proxy {energy['compute_uj']:.1f} µJ/inference "
-                      f"({energy['compute_source']})")
-    if report.get("layer_note"):
-        footer.append(report["layer_note"])
+    if isinstance(report, Measured) and report.layer_sum_ms is not None:
+        footer.append(f"per-layer sum {report.layer_sum_ms:.3f} ms (profiled runs took "
+                      f"{report.profiled_run_ms:.3f} ms on average, "
+                      f"{report.profiler_overhead:+.0%} against unprofiled runs)")
+    if energy.board_mj is not None:
+        footer.append(f"board energy {energy.board_mj:.2f} mJ/inference ({energy.board_source})")
+    if energy.compute_uj is not None:
+        footer.append(f"compute/memory proxy {energy.compute_uj:.1f} µJ/inference "
+                      f"({energy.compute_source})")
+    if isinstance(report, Measured):
+        footer.append(report.layer_note)
     print_table(title, ["layer", "op", "latency ms", "MACs", "params", "energy µJ (proxy)"],
                 rows, footer)
 
@@ -77,10 +75,10 @@ def estimate(family, alpha, resolution, num_classes, target, precision, as_json)
     from edgeexport.analysis import analyze
     from edgeexport.estimate import estimate as run_estimate
     from edgeexport.records import Variant
-    analysis = analyze(Variant(family, alpha, resolution, num_classes)).to_json()
+    analysis = analyze(Variant(family, alpha, resolution, num_classes))
     report = run_estimate(analysis, target, precision)
     if as_json:
-        print_json(report)
+        print_json(dataclasses.asdict(report))
         return
     print_latency_report(report)
 
@@ -103,7 +101,7 @@ def calibrate(target, data, runtime, out, as_json):
     measurements = read_measurements(data)
     features = []
     for m in measurements:
-        layers = analyze(Variant(m.family, m.alpha, m.resolution)).to_json()["layers"]
+        layers = analyze(Variant(m.family, m.alpha, m.resolution)).layers
         features.append(network_features(layers, m.precision))
     fits = fit(measurements, features)
     runtime = runtime or (target.latency_model.runtime if target.latency_model else "unknown")

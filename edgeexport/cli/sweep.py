@@ -22,6 +22,8 @@ from edgeexport.records import MIN_RESOLUTION
               help="comma-separated resolutions")
 @click.option("--weights", type=click.Path(path_type=Path, file_okay=False),
               help="directory of <family>_<alpha>.safetensors|.pt (others: random init)")
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="classes of every network (match the --weights)")
 @click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
               help="calibration images (default: synthetic, flagged in every card)")
 @click.option("--formats", default="onnx,tflite", show_default=True)
@@ -30,15 +32,17 @@ from edgeexport.records import MIN_RESOLUTION
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="variants exported in parallel (measurements always run one at a time)")
 @json_option
-def build(target, models, alpha, resolution, weights, calib, formats, out, jobs, as_json):
+def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
+          as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
     from edgeexport.build import BuildPlan, default_grid, run_build
     if weights is not None and not weights.is_dir():
         raise UserError(f"--weights {weights}: not a directory")
     if calib is not None:
-        from edgeexport.calibration import list_images
+        from edgeexport.imagesets import list_images
         list_images(calib)
-    plan = BuildPlan(target=target, variants=default_grid(target, models, alpha, resolution),
+    variants = default_grid(target, models, alpha, resolution, num_classes)
+    plan = BuildPlan(target=target, variants=variants,
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
                      formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
     with BuildProgress(plan, enabled=not as_json) as on_event:

@@ -86,6 +86,11 @@ def list_images(directory: Path) -> tuple[list[Path], list[int] | None, list[str
                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                       and not p.name.startswith("."))
     if subdirs:
+        stray = images_in(directory)
+        if stray:
+            raise UserError(f"{directory}: {len(stray)} image(s) at the top level beside class "
+                            f"folders (e.g. {stray[0].name}): move them into a class folder, "
+                            "or out of the directory")
         files, labels = [], []
         names = [d.name for d in subdirs]
         for label, d in enumerate(subdirs):
@@ -102,7 +107,6 @@ def list_images(directory: Path) -> tuple[list[Path], list[int] | None, list[str
 
 
 def load_images(directory: Path, prep: Preprocessing, limit: int | None = None) -> ImageSet:
-    from PIL import Image, UnidentifiedImageError
     files, labels, names = list_images(directory)
     if limit is not None and len(files) > limit:
         keep = np.linspace(0, len(files) - 1, limit).round().astype(int)
@@ -113,14 +117,32 @@ def load_images(directory: Path, prep: Preprocessing, limit: int | None = None) 
     for path in files:
         data = path.read_bytes()
         digest.update(str(path.relative_to(directory)).encode() + b"\0" + data)
-        try:
-            with Image.open(path) as im:
-                arrays.append(prep.apply(im.convert("RGB")))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise UserError(f"{path}: not a readable JPEG/PNG image ({e.__class__.__name__})") \
-                from None
+        arrays.append(prep.apply(read_rgb(path)))
     return ImageSet(np.stack(arrays), None if labels is None else np.asarray(labels),
                     names, str(directory), False, digest.hexdigest())
+
+
+def read_rgb(path: Path):
+    """An image file as an upright 8-bit RGB PIL image: EXIF orientation applied, 16-bit
+    greyscale scaled (not clipped) to 8 bits, oversized images (decompression bombs) refused."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im = ImageOps.exif_transpose(im)
+                if im.mode in ("I", "I;16", "I;16L", "I;16B"):
+                    grey = np.asarray(im, dtype=np.float64) / 257.0  # 0..65535 → 0..255
+                    im = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8))
+                return im.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: image too large to decode safely (over "
+                        f"{Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"{path}: not a readable JPEG/PNG image ({e.__class__.__name__})") \
+            from None
 
 
 def synthetic_images(prep: Preprocessing, count: int, seed: int) -> ImageSet:
