@@ -264,7 +264,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(built, tmp_path):
     out = tmp_path / "assets"
     args = ["pull", vid, "--from", None, "--target", "rpi4", "--format", "fp32.onnx", "-o", out]
     with serve(dist) as s:
-        args[2] = s.url
+        args[3] = s.url
         cut = size // 3
         s.cuts[f"/rpi4/{vid}/{name}"] = cut
         proc = run_cli(*args, "--retries", "0", check=False)
@@ -330,7 +330,7 @@ def test_the_readme_python_snippet_runs_on_a_pulled_file(built, server, tmp_path
     from PIL import Image
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeexport.calibration import Preprocessing
+    from edgeexport.imagesets import Preprocessing
 
     dist, _ = built
     vid = "mobilenet_v1_0.25_96"

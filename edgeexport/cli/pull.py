@@ -10,6 +10,12 @@ from edgeexport.cli.options import json_option
 from edgeexport.console import print_json
 
 
+def _names(ctx, param, value):
+    """Comma-separated family names, checked against the index (no torch import: pull runs on
+    the light install)."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 @main.command()
 @click.argument("variant_id", required=False)
 @click.option("--from", "location", required=True,
@@ -18,6 +24,8 @@ from edgeexport.console import print_json
 @click.option("--target", "-t", help="the build's target (required with --from dist/)")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True),
               help="instead of VARIANT_ID: the most accurate variant whose latency fits")
+@click.option("--family", "families", callback=_names,
+              help="with --max-latency-ms: only these comma-separated families")
 @click.option("--format", "fmt", default="app", show_default=True,
               type=click.Choice(["app", "int8.tflite", "fp32.tflite", "int8.onnx", "fp32.onnx"]),
               help="which model file (card.json always comes with it)")
@@ -28,11 +36,12 @@ from edgeexport.console import print_json
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="resumptions (HTTP Range) of an interrupted download within this run")
 @json_option
-def pull(variant_id, location, target, max_latency_ms, fmt, out, timeout, retries, as_json):
+def pull(variant_id, location, target, max_latency_ms, families, fmt, out, timeout, retries,
+         as_json):
     """Fetch VARIANT_ID's files (or the best one within --max-latency-ms) into --out."""
     from edgeexport.pull import pull as run_pull
     result = run_pull(location, out, fmt, variant_id=variant_id, max_latency_ms=max_latency_ms,
-                      target=target, timeout=timeout, retries=retries)
+                      target=target, families=families, timeout=timeout, retries=retries)
     if as_json:
         print_json(result.to_json())
         return
