@@ -364,3 +364,16 @@ def test_the_readme_python_snippet_runs_on_a_pulled_file(built, server, tmp_path
     labels = card["labels"] or [str(i) for i in range(len(q))]
     assert label == labels[best]
     assert float(score) == pytest.approx((float(q[best]) - zero) * scale, rel=1e-6)
+
+
+def test_family_narrows_a_budget_choice(built, server, tmp_path):
+    dist, _ = built
+    index = _index(dist / "rpi4")
+    budget = max(v["headline"]["estimated_ms"]["int8"] for v in index["variants"]) * 2
+    v3 = [v for v in index["variants"] if v["variant"]["family"] == "mobilenet_v3_small"]
+    expected = max(v3, key=lambda v: v["headline"]["macs"])["id"]
+    report = run_json("pull", "--from", server.url, "--target", "rpi4", "--max-latency-ms",
+                      budget, "--family", "mobilenet_v3_small", "--format", "int8.tflite",
+                      "-o", tmp_path)
+    assert report["variant"] == expected
+    assert [c["id"] for c in report["choice"]["candidates"]] == [v["id"] for v in v3]
