@@ -129,8 +129,8 @@ class HttpSource(Source):
 
     def fetch(self, relative: str, part: Path, expected: Expected, retries: int) -> Fetched:
         url = self.url(relative)
-        outcome = Fetched("downloaded")
-        for attempt in range(retries + 1):
+        outcome, attempts = Fetched("downloaded"), 0
+        while True:
             have = part.stat().st_size if part.exists() else 0
             if have:
                 outcome.status, outcome.range_requests = "resumed", outcome.range_requests + 1
@@ -138,12 +138,12 @@ class HttpSource(Source):
                 self._append(url, part, have, expected.bytes)
                 return outcome
             except _Interrupted as e:
-                if attempt == retries:
+                if attempts == retries:
                     got = part.stat().st_size if part.exists() else 0
                     raise UserError(f"{url}: transfer interrupted after {got} of "
                                     f"{expected.bytes} bytes ({e}); the partial file is kept, "
                                     "run the same command again to resume") from None
-        raise AssertionError("unreachable")
+                attempts += 1
 
     def _append(self, url: str, part: Path, have: int, total: int) -> None:
         """Write bytes ``have``..``total`` of ``url`` to ``part``; never more than ``total``."""
