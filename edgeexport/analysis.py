@@ -53,6 +53,8 @@ def op_kind(module: nn.Module, parent: nn.Module | None) -> str | None:
         return "linear"
     if isinstance(module, nn.BatchNorm2d):
         return "bn"
+    if isinstance(module, nn.Hardswish):
+        return "hardswish"  # its own kernel in TFLite/ArmNN; ReLU/ReLU6 fuse into the conv
     if isinstance(module, ACTIVATIONS):
         return "act"
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):

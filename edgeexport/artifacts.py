@@ -177,6 +177,63 @@ class LayerLatency:
 
 # ---- card.json ---------------------------------------------------------------------------
 @dataclass
+class WeightsInfo:
+    source: str  # the weights file's name, or "random initialisation (seed N)"
+    sha256: str | None = None
+    batchnorm: str | None = None  # random weights: how the BatchNorm statistics were set
+    note: str | None = None
+
+
+@dataclass
+class ModelInput:
+    name: str
+    layout: str
+    dtype: str
+    shape: list[int]
+    preprocessing: dict[str, Any]  # edgeexport.imagesets.Preprocessing.to_json()
+
+
+@dataclass
+class ModelOutput:
+    name: str
+    shape: list[int]
+    dtype: str
+    meaning: str
+
+
+@dataclass
+class ImageSetInfo:
+    """A calibration or validation image set, by content hash."""
+    source: str
+    synthetic: bool
+    images: int
+    labelled: bool
+    classes: list[str] | None
+    sha256: str
+    method: str | None = None  # calibration only: MinMax / Entropy / Percentile
+
+
+@dataclass
+class OnnxInt8Info:
+    format: str
+    weights: str
+    activations: str
+    activation_type_source: str
+    input_quantization: dict[str, Any] | None  # scale, zero_point, dtype of the input Q node
+    quantized_ops_here: dict[str, dict[str, int]]  # op → {quantized, float} after ORT's fusion
+
+
+@dataclass
+class TfliteInfo:
+    """How an app calls each .tflite file (input/output specs), and what is inside the int8
+    one (operators, quantization)."""
+    runtime: str
+    metadata: str
+    fp32: dict[str, Any]
+    int8: dict[str, Any]
+
+
+@dataclass
 class Card(Record):
     """What an export wrote and how each file was validated; how to call the models."""
     FILE: ClassVar[str] = CARD
@@ -184,14 +241,14 @@ class Card(Record):
     variant: Variant
     params: int
     macs: int
-    weights: dict[str, Any]
-    input: dict[str, Any]
-    output: dict[str, Any]
+    weights: WeightsInfo
+    input: ModelInput
+    output: ModelOutput
     labels: list[str] | None
-    onnx_int8: dict[str, Any]
-    tflite: dict[str, Any] | None
-    calibration: dict[str, Any]
-    validation_set: dict[str, Any]
+    onnx_int8: OnnxInt8Info
+    tflite: TfliteInfo | None
+    calibration: ImageSetInfo
+    validation_set: ImageSetInfo
     validation: dict[str, Comparison]
     tolerances: Tolerances
     target: str

@@ -97,17 +97,15 @@ def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
 def _source_digest() -> str:
     """The code that shapes a variant's files is an input too (the stage modules, the models,
     the target loader): a changed stage rebuilds everything; a changed report or CLI does not."""
-    import edgeexport
-    import edgeexport.models
-    import edgeexport.targets
+    import importlib.util
     digest = hashlib.sha256()
-    for package in (edgeexport, edgeexport.models):
-        root = Path(package.__file__).parent
-        for path in sorted(root.glob("*.py")):
-            if package is edgeexport and path.name in NOT_SHAPING:
+    for package in ("edgeexport", "edgeexport.models"):
+        (root,) = importlib.util.find_spec(package).submodule_search_locations
+        for path in sorted(Path(root).glob("*.py")):
+            if package == "edgeexport" and path.name in NOT_SHAPING:
                 continue
             digest.update(path.name.encode() + path.read_bytes())
-    digest.update(Path(edgeexport.targets.__file__).read_bytes())
+    digest.update(Path(importlib.util.find_spec("edgeexport.targets").origin).read_bytes())
     return digest.hexdigest()
 
 

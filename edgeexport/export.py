@@ -16,7 +16,8 @@ from edgeexport.imagesets import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDATI
                                     ImageSet, Preprocessing, load_images, synthetic_images)
 from edgeexport import artifacts
 from edgeexport.artifacts import (ANALYSIS, ONNX_FP32_VS_PYTORCH, ONNX_INT8_VS_ONNX_FP32, Card,
-                                  FileEntry, Tolerances, write_record)
+                                  FileEntry, ImageSetInfo, ModelInput, ModelOutput,
+                                  OnnxInt8Info, TfliteInfo, Tolerances, write_record)
 from edgeexport.errors import UserError, ValidationError
 from edgeexport.fileio import file_entry, write_json
 from edgeexport.models import family
@@ -177,20 +178,22 @@ def run_export(opts: ExportOptions,
         card = Card(
             variant=v, params=analysis.total_params, macs=analysis.total_macs,
             weights=weights_info,
-            input={"name": "input", "layout": "NCHW", "dtype": "float32",
-                   "shape": [1, 3, v.resolution, v.resolution], "preprocessing": prep.to_json()},
-            output={"name": "logits", "shape": [1, v.num_classes], "dtype": "float32",
-                    "meaning": "unnormalised class scores (apply softmax for probabilities)"},
+            input=ModelInput(name="input", layout="NCHW", dtype="float32",
+                             shape=[1, 3, v.resolution, v.resolution],
+                             preprocessing=prep.to_json()),
+            output=ModelOutput(name="logits", shape=[1, v.num_classes], dtype="float32",
+                               meaning="unnormalised class scores (apply softmax for "
+                                       "probabilities)"),
             labels=labels,
-            onnx_int8={"format": "QDQ",
-                       "weights": f"per-channel symmetric {opts.target.onnx_weight_type}",
-                       "activations": opts.target.onnx_activation_type,
-                       "activation_type_source": opts.target.onnx_quant_source,
-                       "input_quantization": _first_quantize_params(int8),
-                       "quantized_ops_here": quantized_op_counts(int8)},
-            tflite=tflite_info,
-            calibration={"method": opts.calib_method, **calib.summary()},
-            validation_set=held_out.summary(), validation=validation,
+            onnx_int8=OnnxInt8Info(
+                format="QDQ", weights=f"per-channel symmetric {opts.target.onnx_weight_type}",
+                activations=opts.target.onnx_activation_type,
+                activation_type_source=opts.target.onnx_quant_source,
+                input_quantization=_first_quantize_params(int8),
+                quantized_ops_here=quantized_op_counts(int8)),
+            tflite=TfliteInfo(**tflite_info) if tflite_info else None,
+            calibration=ImageSetInfo(**calib.summary(), method=opts.calib_method),
+            validation_set=ImageSetInfo(**held_out.summary()), validation=validation,
             tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
                                   int8_min_mean_cosine=opts.min_cosine,
                                   int8_enforced=enforce_int8),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeexport.artifacts import WeightsInfo
 from edgeexport.fileio import sha256
 from edgeexport.models import create_model
 from edgeexport.records import Variant
@@ -22,16 +23,17 @@ BN_BATCH = 16
 
 
 def prepare_model(variant: Variant, weights: Path | None,
-                  calibration: np.ndarray) -> tuple[torch.nn.Module, dict]:
+                  calibration: np.ndarray) -> tuple[torch.nn.Module, WeightsInfo]:
     torch.manual_seed(INIT_SEED)
     model = create_model(variant.family, variant.alpha, variant.num_classes)
     if weights is not None:
         load_weights(model, weights)
-        return model.eval(), {"source": weights.name, "sha256": sha256(weights)}
+        return model.eval(), WeightsInfo(source=weights.name, sha256=sha256(weights))
     reestimate_batchnorm(model, calibration)
-    return model, {"source": f"random initialisation (seed {INIT_SEED})",
-                   "batchnorm": "running statistics re-estimated on the calibration images",
-                   "note": "untrained: latency and size are real, predictions are not"}
+    return model, WeightsInfo(
+        source=f"random initialisation (seed {INIT_SEED})",
+        batchnorm="running statistics re-estimated on the calibration images",
+        note="untrained: latency and size are real, predictions are not")
 
 
 @torch.no_grad()

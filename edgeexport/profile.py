@@ -150,12 +150,12 @@ COMPUTE_KERNELS = {"Conv", "FusedConv", "QLinearConv", "ConvInteger", "Gemm", "F
 
 
 def _compute_owner(static: list[LayerCost]) -> dict[str, str]:
-    """act/bn row → the compute row it follows (where a fused kernel's time belongs)."""
+    """act/hardswish/bn row → the compute row it follows (where a fused kernel's time belongs)."""
     owner, last = {}, None
     for row in static:
         if row.op in COMPUTE_OPS:
             last = row.name
-        elif row.op in ("act", "bn") and last is not None:
+        elif row.op in ("act", "hardswish", "bn") and last is not None:
             owner[row.name] = last
     return owner
 

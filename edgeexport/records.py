@@ -13,7 +13,9 @@ MIN_RESOLUTION = 32  # five stride-2 stages leave 1×1 before the global pool
 COMPUTE_OPS = ("conv", "depthwise", "pointwise", "linear", "se")  # rows that carry MACs
 DENSE_OPS = ("conv", "pointwise", "linear", "se")  # compute rows that are not depthwise
 ELEMENTWISE_OPS = ("add", "mul", "pool")  # residual add, squeeze-excitation scale, pooling
-OP_KINDS = COMPUTE_OPS + ("bn", "act") + ELEMENTWISE_OPS
+# hard-swish is a kind of its own: runtimes run it as a kernel (ReLU/ReLU6 "act" rows fuse into
+# the conv before them), and the latency model costs it (issue 14).
+OP_KINDS = COMPUTE_OPS + ("bn", "act", "hardswish") + ELEMENTWISE_OPS
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from edgeexport.fileio import write_bytes, write_json
 from edgeexport.records import Analysis, Variant
 from edgeexport.targets import Target, cpu_description
 
-REFERENCE_CSV = "rpi4_mlperf_v1.0_krai_calibration.csv"
+# issue 14: the data of rpi4's default latency model (tflite-ruy: TFLite 2.7.1, 1.8 GHz).
+REFERENCE_CSV = "rpi4_mlperf_v2.0_krai_calibration.csv"
+REFERENCE_RUNTIME = "tflite"
 INT8_HERE = measurement_key("onnxruntime", "int8")
 
 
@@ -61,7 +63,8 @@ def _rows(root: Path, index: Index) -> list[Row]:
 
 
 def reference_measurements(target: Target) -> list[dict]:
-    """Real measurements of the target shipped with edgeexport (rpi4: MLPerf v1.0)."""
+    """Real measurements of the target shipped with edgeexport (rpi4: MLPerf v2.0, the rows
+    of its default latency model's runtime)."""
     if target.name != "rpi4":
         return []
     from edgeexport.models import family_of_alias
@@ -70,7 +73,7 @@ def reference_measurements(target: Target) -> list[dict]:
              "alpha": float(r["width_multiplier"]), "resolution": int(r["resolution"]),
              "precision": "int8" if r["quantized"] == "true" else "fp32",
              "latency_ms": float(r["mean_latency_ms"]), "top1": float(r["top1_percent"])}
-            for r in csv.DictReader(io.StringIO(text))]
+            for r in csv.DictReader(io.StringIO(text)) if r["runtime"] == REFERENCE_RUNTIME]
 
 
 def _png(fig) -> str:
@@ -134,7 +137,7 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
         ax.legend(fontsize=7)
         plots.append(("Pareto front", _png(fig),
                       "Latency: estimated by the target's cost model. Top-1: measured by MLPerf "
-                      "v1.0 (Krai) on Google's published 8-bit checkpoints."))
+                      "v2.0 (Krai) on Google's published 8-bit checkpoints."))
 
     fig, ax, xs = _per_variant_axes(plt, rows)
     here = [(r.measured(measurement_key("onnxruntime", "fp32")) or 0) / (r.measured(key) or 1)
@@ -230,7 +233,8 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
     notes = [
         f"MEASURED: on {where}, onnxruntime and LiteRT (XNNPACK), 1 thread, p50 of 30 runs "
         "after 5 warm-up runs, measured one variant at a time.",
-        (f"ESTIMATED for {target.name}: {model.runtime}; cost model fitted by `edgeexport "
+        (f"ESTIMATED for {target.name}: runtime {model.name} ({model.runtime}) at "
+         f"{model.clock_mhz:g} MHz, {model.threads} thread(s); cost model fitted by `edgeexport "
          f"calibrate` ({model.source}); known error: {model.known_error}.") if model else
         f"No estimate: target {target.name} has no latency model.",
         "int8 cosine: onnxruntime int8 vs fp32 on held-out images; * = random weights, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,29 +22,53 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 QUANT_TYPES = ("int8", "uint8")
-COEFFICIENTS = ("ms_per_gmac_dense", "ms_per_gmac_depthwise", "ms_per_mb", "us_per_kernel",
-                "fixed_ms")
+# The per-layer cost model's coefficients, in the order of
+# edgeexport.latency_model.FEATURES (each one multiplies one feature of a layer row).
+COEFFICIENTS = ("ms_per_gmac_dense", "ms_per_gmac_depthwise", "ms_per_mb",
+                "ms_per_mpixel_dense", "us_per_kernel", "ms_per_mb_hardswish",
+                "ms_per_mb_se_scale", "fixed_ms")
+RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # a bare TOML key: [latency_model.NAME]
 
 
 @dataclass(frozen=True)
 class LatencyCoefficients:
-    """Layer time = dense GMACs × ms_per_gmac_dense + depthwise GMACs × ms_per_gmac_depthwise
-    + MB moved (weights + activations) × ms_per_mb + us_per_kernel per kernel launched;
-    plus fixed_ms once per inference. All ≥ 0 (a non-negative least-squares fit)."""
+    """Layer time = Σ coefficient × feature of the layer row (see
+    edgeexport.latency_model.FEATURES), plus fixed_ms once per inference. All ≥ 0 (a
+    non-negative least-squares fit)."""
     ms_per_gmac_dense: float
     ms_per_gmac_depthwise: float
     ms_per_mb: float
+    ms_per_mpixel_dense: float
     us_per_kernel: float
+    ms_per_mb_hardswish: float
+    ms_per_mb_se_scale: float
     fixed_ms: float
 
 
 @dataclass(frozen=True)
+class PrecisionFit:
+    """One precision of a runtime's model: coefficients, the board power measured while it
+    ran (if the data has it), and the fit's leave-one-out |relative error| (None: not a fit
+    to measurements, e.g. a prior scaled from another board's)."""
+    coefficients: LatencyCoefficients
+    load_w: float | None
+    loo_median_abs_error: float | None
+    loo_max_abs_error: float | None
+    loo_max_abs_error_by_family: dict[str, float] | None
+
+
+@dataclass(frozen=True)
 class LatencyModel:
-    runtime: str
+    """A cost model for one runtime on the board, at the clock and thread count measured."""
+    name: str            # the key: tflite-ruy, armnn, onnxruntime, litert-xnnpack, ...
+    runtime: str         # what it models, in words (runtime, version, backend)
+    clock_mhz: float
+    threads: int
     source: str
     known_error: str
-    fp32: LatencyCoefficients
-    int8: LatencyCoefficients
+    power_source: str
+    fp32: PrecisionFit | None
+    int8: PrecisionFit | None
 
 
 @dataclass(frozen=True)
@@ -59,10 +84,28 @@ class Target:
     onnx_weight_type: str
     onnx_quant_source: str
     tflite_io_type: str
-    latency_model: LatencyModel | None
+    latency_models: dict[str, LatencyModel]  # by runtime name; the first is the default
     grid: dict[str, dict[str, list]] = field(default_factory=dict)
     path: str = ""
     source: str = ""  # the TOML text it was parsed from: cache keys and refits use it
+
+    @property
+    def latency_model(self) -> LatencyModel | None:
+        """The default runtime's model (the first in the file), or None."""
+        return next(iter(self.latency_models.values()), None)
+
+    def latency_model_for(self, runtime: str | None) -> LatencyModel:
+        """The model for ``runtime`` (None: the default); refused naming what there is."""
+        if not self.latency_models:
+            raise UserError(f"target {self.name} has no latency model: measure on it with "
+                            "`edgeexport profile`, or fit one with `edgeexport calibrate`")
+        if runtime is None:
+            return self.latency_model
+        if runtime not in self.latency_models:
+            raise UserError(f"target {self.name} has no latency model for runtime {runtime!r} "
+                            f"(it has: {', '.join(self.latency_models)}); fit one with "
+                            "`edgeexport calibrate`")
+        return self.latency_models[runtime]
 
 
 class _Fields:
@@ -115,16 +158,14 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
     quant = root.table("quantization")
     ort = quant.table("onnxruntime")
     litert = quant.table("litert")
-    model_table = root.table("latency_model", required=False)
-    latency = None
-    if model_table is not None:
-        coeffs = {}
-        for dtype in ("fp32", "int8"):
-            t = model_table.table(dtype)
-            coeffs[dtype] = LatencyCoefficients(
-                **{k: t.positive(k, allow_zero=True) for k in COEFFICIENTS})
-        latency = LatencyModel(model_table.get("runtime", str), model_table.get("source", str),
-                               model_table.get("known_error", str), **coeffs)
+    models_table = root.table("latency_model", required=False)
+    latency = {}
+    if models_table is not None:
+        if any(not isinstance(v, dict) for v in models_table.data.values()):
+            root._fail("latency_model", "has the single-runtime layout of older versions: "
+                       "refit it into [latency_model.RUNTIME] tables with `edgeexport calibrate`")
+        for name in models_table.data:
+            latency[name] = _latency_model(models_table, name)
     grid = {}
     grid_table = root.table("grid", required=False)
     if grid_table is not None:
@@ -142,7 +183,38 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
         onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
         onnx_quant_source=ort.get("source", str),
         tflite_io_type=litert.choice("io_type", QUANT_TYPES),
-        latency_model=latency, grid=grid, path=where, source=source)
+        latency_models=latency, grid=grid, path=where, source=source)
+
+
+def _latency_model(models: _Fields, name: str) -> LatencyModel:
+    if not RUNTIME_NAME.match(name):
+        models._fail(name, "must be a runtime name of letters, digits, '-' and '_'")
+    t = models.table(name)
+    clock = t.positive("clock_mhz")
+    threads = t.positive("threads")
+    if threads != int(threads):
+        t._fail("threads", f"must be a whole number, got {threads}")
+    fits = {}
+    for precision in ("fp32", "int8"):
+        p = t.table(precision, required=False)
+        if p is None:
+            fits[precision] = None
+            continue
+        def optional(key: str) -> float | None:
+            return p.positive(key, allow_zero=True) if key in p.data else None
+
+        by_family = p.table("loo_max_abs_error_by_family", required=False)
+        fits[precision] = PrecisionFit(
+            LatencyCoefficients(**{k: p.positive(k, allow_zero=True) for k in COEFFICIENTS}),
+            p.positive("load_w") if "load_w" in p.data else None,
+            optional("loo_median_abs_error"), optional("loo_max_abs_error"),
+            None if by_family is None else
+            {fam: by_family.positive(fam, allow_zero=True) for fam in by_family.data})
+    if fits["fp32"] is None and fits["int8"] is None:
+        t._fail("fp32", "is missing (a model needs an fp32 or an int8 table)")
+    return LatencyModel(name, t.get("runtime", str), clock, int(threads), t.get("source", str),
+                        t.get("known_error", str), t.get("power_source", str, required=False,
+                                                         default="not measured"), **fits)
 
 
 def builtin_names() -> list[str]:

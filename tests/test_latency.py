@@ -1,5 +1,5 @@
-"""Profiling here, estimating for boards not attached, calibration, target files."""
-import csv
+"""Profiling here: per-layer latency through onnxruntime and LiteRT (estimates for boards not
+attached, calibration and target files: tests/test_estimate.py)."""
 import json
 import shutil
 import subprocess
@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
 
-CSV = ROOT / "edgeexport" / "data" / "rpi4_mlperf_v1.0_krai_calibration.csv"
 FULL = [("mobilenet_v1", "fp32"), ("mobilenet_v2", "fp32"), ("mobilenet_v3_large", "fp32"),
         ("mobilenet_v3_small", "fp32"), ("mobilenet_v1", "int8"), ("mobilenet_v2", "int8")]
 
@@ -51,105 +50,6 @@ def test_per_layer_profile_adds_up(family, precision, full_size_exports):
     assert all(r["macs"] is not None for r in report["layers"])
     convs = [r for r in report["layers"] if r["op"] in ("conv", "depthwise", "pointwise")]
     assert all(r["latency_ms"] > 0 for r in convs)
-
-
-def test_calibrate_leave_one_out_within_10_percent():
-    data = run_json("calibrate", "--target", "rpi4", "--data", CSV)
-    with open(CSV) as f:
-        measured = {(r["model_family"], float(r["width_multiplier"]), int(r["resolution"]),
-                     r["quantized"] == "true"): float(r["mean_latency_ms"])
-                    for r in csv.DictReader(f)}
-    rows = [r for fit in data["fits"] for r in fit["rows"]]
-    assert len(rows) == len(measured) == 34
-    for fit in data["fits"]:
-        errors = [abs(r["loo_predicted_ms"] - r["measured_ms"]) / r["measured_ms"]
-                  for r in fit["rows"]]
-        assert np.median(errors) <= 0.10, fit["precision"]
-        # A real leave-one-out: each row's prediction comes from a fit that did not see it.
-        assert any(r["loo_predicted_ms"] != pytest.approx(r["fitted_ms"], rel=1e-9)
-                   for r in fit["rows"])
-    assert sorted(r["measured_ms"] for r in rows) == sorted(measured.values())
-
-
-def test_calibrate_prints_each_row():
-    text = run_cli("calibrate", "--target", "rpi4", "--data", CSV).stdout
-    assert text.count("mobilenet_v1_") == 32 and text.count("mobilenet_v2_1_224") == 2
-    assert "LOO error" in text
-
-
-def test_shipped_rpi4_model_matches_a_fresh_fit():
-    """The coefficients in targets/rpi4.toml are the fit of the shipped CSV, not hand-tuned."""
-    import tomllib
-    shipped = tomllib.loads((ROOT / "targets" / "rpi4.toml").read_text())["latency_model"]
-    fits = {f["precision"]: f["coefficients"] for f in
-            run_json("calibrate", "--target", "rpi4", "--data", CSV)["fits"]}
-    for precision, coeffs in fits.items():
-        for key, value in coeffs.items():
-            assert shipped[precision][key] == pytest.approx(value, rel=1e-4, abs=1e-9)
-
-
-def test_rpi4_board_power_is_the_measured_mean():
-    with open(CSV) as f:
-        watts = [float(r["avg_power_w"]) for r in csv.DictReader(f)]
-    import tomllib
-    power = tomllib.loads((ROOT / "targets" / "rpi4.toml").read_text())["power"]
-    assert power["load_w"] == pytest.approx(np.mean(watts), abs=0.05)
-
-
-def test_estimate_json_is_labelled_and_adds_up():
-    report = run_json("estimate", "mobilenet_v2", "--alpha", 0.75, "--resolution", 160,
-                      "--target", "rpi4", "--precision", "int8")
-    assert report["source"] == "estimate"
-    assert "TFLite 2.4.1" in report["runtime"]
-    assert "leave-one-out" in report["model"]["known_error"]
-    total = sum(r["latency_ms"] for r in report["layers"]) + report["end_to_end"]["fixed_ms"]
-    assert report["end_to_end"]["latency_ms"] == pytest.approx(total)
-    # Board energy = latency × the target's load power (W × ms = mJ), by hand.
-    board = report["energy"]["board_mj"]
-    assert board == pytest.approx(report["end_to_end"]["latency_ms"] * 7.0, rel=0.01)
-    assert report["energy"]["compute_uj"] == pytest.approx(
-        sum(r["energy_uj"] for r in report["layers"]))
-
-
-def test_estimate_follows_the_measured_trend_on_unseen_families():
-    """V3 never entered the fit; its estimates must still be finite and ordered by cost."""
-    large = run_json("estimate", "mobilenet_v3_large", "--target", "rpi4")
-    small = run_json("estimate", "mobilenet_v3_small", "--target", "rpi4")
-    assert 0 < small["end_to_end"]["latency_ms"] < large["end_to_end"]["latency_ms"]
-
-
-def test_energy_proxy_by_hand():
-    report = run_json("estimate", "mobilenet_v1", "--target", "rpi4", "--precision", "fp32")
-    fc = next(r for r in report["layers"] if r["name"] == "classifier.1")
-    # 1024×1000 MACs × 4.6 pJ + (1024×1000 + 1000)×4 B × 160 pJ/B + (1024 + 1000)×4 B × 1.25 pJ/B
-    expected = (1024 * 1000 * 4.6 + 1025000 * 4 * 160 + 2024 * 4 * 1.25) * 1e-6
-    assert fc["energy_uj"] == pytest.approx(expected)
-
-
-BASE_TARGET = (ROOT / "targets" / "rpi4.toml").read_text()
-
-
-@pytest.mark.parametrize("edit,field", [
-    (lambda t: t.replace("load_w = 7.0", 'load_w = "lots"'), "power.load_w"),
-    (lambda t: t.replace("cores = 4\n", ""), "cpu.cores"),
-    (lambda t: t.replace("ms_per_mb", "ms_per_megabyte"), "latency_model.fp32.ms_per_mb"),
-    (lambda t: t.replace('activation_type = "uint8"', 'activation_type = "int4"'),
-     "quantization.onnxruntime.activation_type"),
-    (lambda t: t.replace("idle_w = 2.7", "idle_w = -1"), "power.idle_w"),
-    (lambda t: t.replace("[memory]", "[memory"), "not valid toml"),
-])
-def test_malformed_target_is_rejected_naming_the_field(tmp_path, edit, field):
-    path = tmp_path / "board.toml"
-    path.write_text(edit(BASE_TARGET))
-    proc = run_cli("estimate", "mobilenet_v2", "--target", path, check=False)
-    assert proc.returncode == 2
-    assert_one_line_error(proc, field)
-
-
-def test_a_dropped_in_board_file_works(tmp_path):
-    path = tmp_path / "myboard.toml"
-    path.write_text(BASE_TARGET.replace('name = "rpi4"', 'name = "myboard"'))
-    assert run_json("estimate", "mobilenet_v2", "--target", path)["target"] == "myboard"
 
 
 def test_corrupt_tflite_is_a_clear_error(tmp_path, full_size_exports):

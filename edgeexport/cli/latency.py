@@ -42,9 +42,12 @@ def print_latency_report(report: Measured | Estimated) -> None:
         headline = (f"end to end: p50 {e2e.p50_ms:.3f} ms, p90 {e2e.p90_ms:.3f} ms, "
                     f"mean {e2e.mean_ms:.3f} ± {e2e.std_ms:.3f} ms")
     else:
-        title = (f"ESTIMATED for {report.target} by {report.model['name']} "
-                 f"(models {report.runtime}; known error {report.model['known_error']})")
-        headline = f"end to end: {e2e.latency_ms:.3f} ms (estimate)"
+        model = report.model
+        title = (f"ESTIMATED for {report.target}, runtime {report.runtime} "
+                 f"({model['runtime']}) at {model['clock_mhz']:g} MHz, {model['threads']} "
+                 f"thread(s), by {model['name']}")
+        headline = (f"end to end: {e2e.latency_ms:.3f} ms (estimate; known error: "
+                    f"{model['known_error_family']})")
     rows = [[r.name, r.op, r.latency_ms, r.macs, r.params, r.energy_uj] for r in report.layers
             if r.latency_ms > 0 or (r.macs or 0) > 0]
     footer = [headline]
@@ -59,6 +62,8 @@ def print_latency_report(report: Measured | Estimated) -> None:
                       f"({energy.compute_source})")
     if isinstance(report, Measured):
         footer.append(report.layer_note)
+    elif report.model["clock_rule"]:
+        footer.append(report.model["clock_rule"])
     print_table(title, ["layer", "op", "latency ms", "MACs", "params", "energy µJ (proxy)"],
                 rows, footer)
 
@@ -69,14 +74,21 @@ def print_latency_report(report: Measured | Estimated) -> None:
               help="built-in target name or a .toml file")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
               show_default=True)
+@click.option("--runtime", default=None,
+              help="which of the target's latency models (default: the target's first)")
+@click.option("--clock-mhz", type=float, default=None,
+              help="CPU clock to estimate for (default: the target's)")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="thread count (default and only choice: the model's)")
 @json_option
-def estimate(family, alpha, resolution, num_classes, target, precision, as_json):
+def estimate(family, alpha, resolution, num_classes, target, precision, runtime, clock_mhz,
+             threads, as_json):
     """Estimate per-layer latency and energy on a target that is not attached."""
     from edgeexport.analysis import analyze
     from edgeexport.estimate import estimate as run_estimate
     from edgeexport.records import Variant
     analysis = analyze(Variant(family, alpha, resolution, num_classes))
-    report = run_estimate(analysis, target, precision)
+    report = run_estimate(analysis, target, precision, runtime, clock_mhz, threads)
     if as_json:
         print_json(dataclasses.asdict(report))
         return
@@ -87,39 +99,65 @@ def estimate(family, alpha, resolution, num_classes, target, precision, as_json)
 @click.option("--target", "-t", required=True, callback=_target,
               help="the target whose latency model to fit")
 @click.option("--data", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="CSV: model_family, width_multiplier, resolution, quantized, mean_latency_ms")
-@click.option("--runtime", default=None, help="what the measurements ran on (for the record)")
+              help="CSV: model_family, width_multiplier, resolution, quantized, "
+                   "mean_latency_ms; optional runtime, cpu_freq_mhz, threads, avg_power_w")
+@click.option("--runtime", default=None,
+              help="the runtime measured (a CSV without a runtime column), or which runtime "
+                   "of the runtime column to fit")
+@click.option("--name", default=None,
+              help="store the model under this runtime name (default: the runtime's)")
+@click.option("--description", default=None,
+              help="what the model measures, in words (runtime, version, backend)")
+@click.option("--clock-mhz", type=float, default=None,
+              help="CPU clock of the measurements (a CSV without a cpu_freq_mhz column)")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="threads of the measurements (a CSV without a threads column)")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="write the target file with the new [latency_model] here")
+              help="write the target file with the new [latency_model.RUNTIME] tables here")
 @json_option
-def calibrate(target, data, runtime, out, as_json):
-    """Fit a target's latency model to measurements; print leave-one-out errors per row."""
-    from edgeexport.analysis import analyze
+def calibrate(target, data, runtime, name, description, clock_mhz, threads, out, as_json):
+    """Fit a target's latency model per runtime to measurements; print leave-one-out errors
+    per row and per family."""
     from edgeexport.fileio import write_bytes
-    from edgeexport.latency_model import fit, network_features, read_measurements, toml_block
-    from edgeexport.records import Variant
-    measurements = read_measurements(data)
-    features = []
-    for m in measurements:
-        layers = analyze(Variant(m.family, m.alpha, m.resolution)).layers
-        features.append(network_features(layers, m.precision))
-    fits = fit(measurements, features)
-    runtime = runtime or (target.latency_model.runtime if target.latency_model else "unknown")
-    block = toml_block(fits, runtime, f"edgeexport calibrate on {data.name} "
-                                      f"({len(measurements)} measurements)")
+    from edgeexport.latency_model import (fit_measurements, read_measurements, toml_block,
+                                          with_model)
+    measurements = read_measurements(data, runtime, clock_mhz, threads, name)
+    fits = fit_measurements(measurements)
+    text, blocks = target.source, []
+    for fit in fits:
+        existing = target.latency_models.get(fit.runtime)
+        what = description or (existing.runtime if existing else fit.runtime)
+        powered = sum(p.load_w is not None for p in fit.precisions)
+        block = toml_block(
+            fit, what, f"edgeexport calibrate on {data.name} "
+                       f"({sum(len(p.rows) for p in fit.precisions)} measurements)",
+            f"mean avg_power_w of the {data.name} rows per precision" if powered
+            else "not measured")
+        blocks.append(block)
+        text = with_model(text, fit.runtime, block)
     if out is not None:
-        head = target.source.split("[latency_model]")[0].rstrip() + "\n\n"
-        write_bytes(out, (head + block).encode())
+        import tomllib
+
+        from edgeexport.targets import parse_target
+        parse_target(tomllib.loads(text), str(out), text)  # what is written loads as a target
+        write_bytes(out, text.encode())
     if as_json:
-        print_json({"target": target.name, "fits": [f.to_json() for f in fits],
-                    "toml": block})
+        print_json({"target": target.name,
+                    "models": [dict(f.to_json(), toml=b) for f, b in zip(fits, blocks)]})
         return
-    for f in fits:
-        print_table(f"{target.name} {f.precision}: leave-one-out (each row predicted by a fit "
-                    "without it)",
-                    ["variant", "measured ms", "fitted ms", "LOO predicted ms", "LOO error"],
-                    [[r["variant"], r["measured_ms"], r["fitted_ms"], r["loo_predicted_ms"],
-                      f"{100 * r['loo_error']:+.1f}%"] for r in f.rows],
-                    footer=[f"median |LOO error| {100 * f.loo_median_abs_error:.1f}%, "
-                            f"max {100 * f.loo_max_abs_error:.1f}%"])
-    click.echo(block)
+    for fit, block in zip(fits, blocks):
+        for p in fit.precisions:
+            print_table(f"{target.name} {fit.runtime} {p.precision} at {fit.clock_mhz:g} MHz, "
+                        f"{fit.threads} thread(s): leave-one-out (each row predicted by a fit "
+                        "without it)",
+                        ["variant", "measured ms", "fitted ms", "LOO predicted ms", "LOO error"],
+                        [[r["variant"], r["measured_ms"], r["fitted_ms"], r["loo_predicted_ms"],
+                          f"{100 * r['loo_error']:+.1f}%"] for r in p.rows],
+                        footer=[f"median |LOO error| {100 * p.loo_median_abs_error:.1f}%, "
+                                f"max {100 * p.loo_max_abs_error:.1f}%"])
+            print_table(f"{fit.runtime} {p.precision}: leave-one-out |error| by family",
+                        ["family", "networks", "median", "max"],
+                        [[f, e["networks"], f"{100 * e['loo_median_abs_error']:.1f}%",
+                          f"{100 * e['loo_max_abs_error']:.1f}%"]
+                         for f, e in p.by_family.items()])
+        click.echo(block)
