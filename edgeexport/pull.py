@@ -7,8 +7,9 @@ By budget: among the variants whose latency on the target fits, the most accurat
   count only for the ``local`` target, or when the profile says it ran on the board
   (``where.on_board``).
 - Accuracy: the ImageNet top-1 of Google's published checkpoint of the architecture (family,
-  α, resolution; the quantized checkpoint for int8 files, the float one for fp32), from the
-  MLPerf reference data shipped in edgeexport/data, when every fitting variant has one; otherwise MACs as a proxy
+  α, resolution; the quantized checkpoint for int8 files, the float one for fp32; TFLite
+  rows), from the MLPerf reference data shipped in edgeexport/data (report.REFERENCE_CSV),
+  when every fitting variant has one; otherwise MACs as a proxy
   (within the MobileNet families more mult-adds buys accuracy; it is not an accuracy figure).
   One criterion for all candidates: a published top-1 is never ranked against a proxy.
 Every file is verified against the index's sha256 before anything is renamed into ``-o``.
@@ -44,9 +45,11 @@ FORMATS = {
 RECORD_LIMIT = 64 << 20  # an index or a JSON record larger than this is not one of ours
 # The table's family names. models.registry holds the same aliases, but importing it imports
 # torch, and pull runs on the light install (no torch).
-REFERENCE_FAMILIES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2"}
+REFERENCE_FAMILIES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2",
+                      "v3-large": "mobilenet_v3_large", "v3-small": "mobilenet_v3_small"}
+REFERENCE_RUNTIME = "tflite"  # the table's TFLite rows: the runtime apps load these files in
 REFERENCE_LABEL = ("ImageNet top-1 (50,000 images) of Google's published {kind} checkpoint "
-                   "for this architecture, measured by Krai in MLPerf Inference v1.0 "
+                   "for this architecture, run in TFLite by Krai for MLPerf Inference "
                    "(edgeexport/data/{csv}); not measured on the pulled weights")
 PROXY_LABEL = ("proxy: MACs (no published top-1 for {missing}; within one family more "
                "mult-adds buys accuracy; across families only roughly: V3-Small 1.0-224 "
@@ -150,6 +153,7 @@ def published_top1(variant: Variant, precision: str) -> float | None:
         if (REFERENCE_FAMILIES.get(row["model_family"]) == variant.family
                 and float(row["width_multiplier"]) == variant.alpha
                 and int(row["resolution"]) == variant.resolution
+                and row.get("runtime", REFERENCE_RUNTIME) == REFERENCE_RUNTIME
                 and (row["quantized"] == "true") == (precision == "int8")):
             return float(row["top1_percent"])
     return None
