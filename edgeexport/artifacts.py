@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from edgeexport.errors import UserError
 from edgeexport.fileio import write_json
+from edgeexport.placement import Placement
 from edgeexport.records import Variant
 from edgeexport.validate import Comparison
 
@@ -351,6 +352,7 @@ class BuildRecord(Record):
     cache_key: str
     variant: Variant
     files: dict[str, FileEntry]
+    farm: Placement | None = None  # which farm workers exported and measured it (--farm)
 
 
 @dataclass

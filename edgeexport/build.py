@@ -1,7 +1,7 @@
 """`edgeexport build`: the α/ρ sweep for a target, incremental and parallel.
 
-Exports run in parallel processes; measurements run afterwards one at a time, so that no
-timing is taken while another variant is being exported on the same cores. A variant's
+Where exports and measurements run is a Runner's job: here (LocalRunner: parallel export
+processes, then measurements one at a time) or on a Dask farm (edgeexport.farm). A variant's
 directory is complete when its build.json (written last, atomically) carries the cache key
 of its inputs; such a variant is not rebuilt, and an interrupted build resumes from there.
 """
@@ -18,13 +18,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from edgeexport.artifacts import (PRECISIONS, REPORTS, ArtifactError, BuildRecord, Card,
-                                  Estimates, FileEntry, Headline, Index, IndexEntry, Profile,
-                                  measurement_key, model_file, read_record, write_record)
+                                  Estimates, FileEntry, Headline, Index, IndexEntry, Measured,
+                                  Profile, measurement_key, model_file, read_record,
+                                  write_record)
 from edgeexport.errors import UserError
 from edgeexport.fileio import file_entry, safe_relative, sha256, write_json
+from edgeexport.placement import Placement
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 
@@ -94,9 +96,10 @@ def weights_for(variant: Variant, weights_dir: Path | None) -> Path | None:
     return found[0] if found else None
 
 
-def _source_digest() -> str:
+def source_digest() -> str:
     """The code that shapes a variant's files is an input too (the stage modules, the models,
-    the target loader): a changed stage rebuilds everything; a changed report or CLI does not."""
+    the target loader): a changed stage rebuilds everything; a changed report or CLI does not.
+    No torch import: a farm's board computes it too, to show it measures with the same code."""
     import importlib.util
     digest = hashlib.sha256()
     for package in ("edgeexport", "edgeexport.models"):
@@ -179,18 +182,25 @@ def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
                              calib=plan.calib))
 
 
-def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str) -> None:
-    """Profile here (onnxruntime per layer, LiteRT end to end), estimate for the target,
-    then seal the directory with build.json."""
-    from edgeexport.estimate import estimate
-    from edgeexport.profile import profile, read_analysis
+def measure_variant(target: Target, directory: Path) -> dict[str, Measured]:
+    """Profile the export directory on this machine: onnxruntime per layer, LiteRT end to end."""
+    from edgeexport.profile import profile
     measured = {}
     for precision in PRECISIONS:
         measured[measurement_key("onnxruntime", precision)] = profile(
-            directory, plan.target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+            directory, target, "onnxruntime", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
         if (directory / model_file(precision, "tflite")).exists():
             measured[measurement_key("litert", precision)] = profile(
-                directory, plan.target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+                directory, target, "litert", precision, 1, PROFILE_RUNS, PROFILE_WARMUP)
+    return measured
+
+
+def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str,
+                 measured: dict[str, Measured], farm: Placement | None = None) -> None:
+    """Write the measurements and the target's estimates, then seal the directory with
+    build.json (``farm``: which farm workers exported and measured it)."""
+    from edgeexport.estimate import estimate
+    from edgeexport.profile import read_analysis
     write_record(directory, Profile(measured))
     analysis = read_analysis(directory)
     estimates = {}
@@ -199,19 +209,50 @@ def measure_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str
     write_record(directory, Estimates(estimates))
     files = {p.name: FileEntry(**file_entry(p)) for p in sorted(directory.iterdir())
              if p.is_file() and p.name != BuildRecord.FILE and not p.name.startswith(".")}
-    write_record(directory, BuildRecord(cache_key=key, variant=variant, files=files))
+    write_record(directory, BuildRecord(cache_key=key, variant=variant, files=files, farm=farm))
+
+
+class Runner(Protocol):
+    """Where a build's exports and measurements run: here (LocalRunner) or on a Dask farm
+    (edgeexport.farm.FarmRunner). Planning, caching, locking and the index stay in run_build."""
+
+    def run(self, plan: BuildPlan, root: Path, todo: list[Variant], keys: dict[str, str],
+            on_event: Callable[[str, str, str], None]) -> Iterator[tuple[Variant, str | None]]:
+        """Export, measure and seal every variant of ``todo`` into root/<id>/; yield each
+        variant with None once sealed, or with a one-line reason once it failed."""
+        ...
+
+
+class LocalRunner:
+    """Exports in parallel processes on this machine, then measures here one at a time, so
+    that no timing is taken while another variant is being exported on the same cores."""
+
+    def run(self, plan, root, todo, keys, on_event):
+        failed: dict[Variant, str] = {}
+        exported = _export_all(todo, plan, root, failed, on_event)
+        yield from failed.items()
+        for v in exported:
+            on_event(v.id, "measure", "")
+            try:
+                directory = root / v.id
+                seal_variant(v, plan, directory, keys[v.id],
+                             measure_variant(plan.target, directory))
+                yield v, None
+            except Exception as e:
+                yield v, one_line(e)
 
 
 def run_build(plan: BuildPlan,
-              on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None
-              ) -> BuildOutcome:
-    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed."""
+              on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None,
+              runner: Runner | None = None) -> BuildOutcome:
+    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed.
+    ``runner``: where exports and measurements run (default: here, LocalRunner)."""
     start = time.perf_counter()
     outcome = BuildOutcome()
     root = plan.out / plan.target.name
     with build_lock(root):
         calib_digest = calibration_digest(plan.calib)
-        source = _source_digest()
+        source = source_digest()
         keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
         todo = []
         for v in plan.variants:
@@ -220,26 +261,23 @@ def run_build(plan: BuildPlan,
                 on_event(v.id, "cached", "")
             else:
                 todo.append(v)
-        for v in _export_all(todo, plan, root, outcome, on_event):
-            on_event(v.id, "measure", "")
-            try:
-                measure_variant(v, plan, root / v.id, keys[v.id])
-                outcome.built.append(v.id)
-                on_event(v.id, "done", "")
-            except Exception as e:
-                outcome.failed[v.id] = _one_line(e)
-                on_event(v.id, "failed", outcome.failed[v.id])
+        if todo:
+            for v, failure in (runner or LocalRunner()).run(plan, root, todo, keys, on_event):
+                if failure is None:
+                    outcome.built.append(v.id)
+                    on_event(v.id, "done", "")
+                else:
+                    outcome.failed[v.id] = failure
+                    on_event(v.id, "failed", failure)
         write_index(plan, root, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: BuildOutcome,
+def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[Variant, str],
                 on_event) -> list[Variant]:
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
-    if not todo:
-        return exported
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
         futures = {}
@@ -253,12 +291,11 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, outcome: Build
                 exported.append(v)
                 on_event(v.id, "exported", "")
             except Exception as e:  # one variant's failure must not stop the others
-                outcome.failed[v.id] = _one_line(e)
-                on_event(v.id, "failed", outcome.failed[v.id])
+                failed[v] = one_line(e)
     return sorted(exported, key=plan.variants.index)
 
 
-def _one_line(e: Exception) -> str:
+def one_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return f"{e.__class__.__name__}: {text[0] if text else ''}"[:300]
 

@@ -18,7 +18,7 @@ from edgeexport.artifacts import (Headline, Index, IndexEntry, Profile, measurem
                                   model_file, read_record)
 from edgeexport.fileio import write_bytes, write_json
 from edgeexport.records import Analysis, Variant
-from edgeexport.targets import Target, cpu_description
+from edgeexport.targets import Target
 
 # issue 14: the data of rpi4's default latency model (tflite-ruy: TFLite 2.7.1, 1.8 GHz).
 REFERENCE_CSV = "rpi4_mlperf_v2.0_krai_calibration.csv"
@@ -60,6 +60,13 @@ def _rows(root: Path, index: Index) -> list[Row]:
     from edgeexport.profile import read_analysis
     return [Row(entry, read_analysis(root / entry.id), read_record(root / entry.id, Profile))
             for entry in index.variants]
+
+
+def _measured_on(rows: list[Row]) -> str:
+    """The CPUs the measurements ran on, from their own records: with --farm, the boards',
+    not this machine's."""
+    return " and ".join(sorted({m.where["cpu"] for r in rows
+                                for m in r.profile.measurements.values()}))
 
 
 def reference_measurements(target: Target) -> list[dict]:
@@ -225,7 +232,7 @@ def _table(rows: list[Row], target: Target) -> tuple[list[str], list[list[str]]]
 
 def write_reports(root: Path, target: Target, index: Index, chosen_id: str | None = None) -> None:
     rows = _rows(root, index)
-    where = cpu_description()
+    where = _measured_on(rows)
     chosen = next((r for r in rows if r.id == chosen_id), None) or next(
         (r for r in rows if r.id == "mobilenet_v2_1_224"), rows[0])
     reference = reference_measurements(target)

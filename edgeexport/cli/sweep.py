@@ -30,10 +30,17 @@ from edgeexport.records import MIN_RESOLUTION
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default="dist",
               show_default=True)
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="variants exported in parallel (measurements always run one at a time)")
+              help="variants exported in parallel here (measurements always run one at a time; "
+                   "with --farm, the workers decide)")
+@click.option("--farm", metavar="tcp://HOST:PORT",
+              help="run exports and measurements on this Dask scheduler's workers "
+                   "(measurements on workers advertising the target as a resource)")
+@click.option("--farm-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=60.0, show_default=True,
+              help="seconds to wait for the scheduler, or for a worker able to run a stage")
 @json_option
 def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
-          as_json):
+          farm, farm_timeout, as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
     from edgeexport.build import BuildPlan, default_grid, run_build
     if weights is not None and not weights.is_dir():
@@ -46,7 +53,7 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
                      formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
     with BuildProgress(plan, enabled=not as_json) as on_event:
-        outcome = run_build(plan, on_event)
+        outcome = run_build(plan, on_event, _farm_runner(farm, farm_timeout))
     root = out / target.name
     summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
@@ -61,6 +68,13 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
             click.echo(f"FAILED {vid}: {why}", err=True)
     if outcome.failed:
         sys.exit(1)
+
+
+def _farm_runner(address, timeout):
+    if address is None:
+        return None
+    from edgeexport.farm import FarmRunner
+    return FarmRunner(address, timeout)
 
 
 class BuildProgress:
