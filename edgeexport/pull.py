@@ -4,8 +4,8 @@ By budget: among the variants whose latency on the target fits, the most accurat
 - Latency, per variant: measured on the target board if the build measured it there, else the
   build's estimate for the target (its cost model, with that model's runtime and known error).
   Measurements the build takes on its own machine describe that machine, not the board: they
-  count only for the ``local`` target, or when the profile says it ran on the board
-  (``where.on_board``).
+  count only for the ``local`` target, or when the profile was taken on the board itself
+  (``build --device``: ``where.device`` names the board).
 - Accuracy: the ImageNet top-1 of Google's published checkpoint of the architecture (family,
   α, resolution; the quantized checkpoint for int8 files, the float one for fp32; TFLite
   rows), from the MLPerf reference data shipped in edgeexport/data (report.REFERENCE_CSV),
@@ -121,7 +121,7 @@ class Candidate:
 def measured_on_target(where: dict, target: str) -> bool:
     """Whether a profile was taken on the target itself (see the module docstring)."""
     return where.get("target_profile") == target and (target == "local"
-                                                      or where.get("on_board") is True)
+                                                      or bool(where.get("device")))
 
 
 def latency_figure(profile: Profile, estimates: Estimates, target: str, fmt: str

@@ -154,7 +154,8 @@ def test_budget_picks_the_best_published_top1_that_fits(built_128, tmp_path):
 
 
 def test_a_board_measurement_drives_the_choice_over_the_estimate(built, tmp_path):
-    """A profile that says it ran on the board (where.on_board) beats the estimate."""
+    """A profile taken on the board (where.device, as `build --device` writes) beats the
+    estimate."""
     dist, _ = built
     copy = tmp_path / "dist"
     shutil.copytree(dist / "rpi4", copy / "rpi4")
@@ -164,7 +165,7 @@ def test_a_board_measurement_drives_the_choice_over_the_estimate(built, tmp_path
         path = root / entry["id"] / "profile.json"
         profile = json.loads(path.read_text())
         board = profile["measurements"]["litert_int8"]
-        board["where"]["on_board"] = True
+        board["where"]["device"] = "pi4-lab"
         path.write_text(json.dumps(profile))
         _reindex(root, entry["id"], "profile.json")
         measured[entry["id"]] = board["end_to_end"]["p50_ms"]
