@@ -24,15 +24,21 @@ $(TVREF)/.installed: tests/torchvision-reference.txt $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps --require-hashes -r tests/torchvision-reference.txt --target $(TVREF)
 	touch $@
 
+# DEVICE=[user@]host[:port]: measure every variant on that board over SSH.
 build: $(VENV)/.installed
-	$(BIN)/edgeexport build --target $(TARGET) --jobs $(JOBS)
+	$(BIN)/edgeexport build --target $(TARGET) --jobs $(JOBS) $(if $(DEVICE),--device $(DEVICE))
 
 # The report test opens report.html in a real headless browser: Debian's chromium.
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
+# The device tests measure on "a board" served by a real OpenSSH server: Debian's.
+SSHD := $(wildcard /usr/sbin/sshd)
 
 test: $(VENV)/.installed $(TVREF)/.installed
 ifeq ($(CHROMIUM),)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+endif
+ifeq ($(SSHD),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
 endif
 	TORCHVISION_REFERENCE=$(TVREF) $(BIN)/python -m pytest -q
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from edgeexport.app_card import AppCard
+from edgeexport.board_facts import BoardFacts
 from edgeexport.errors import UserError
 from edgeexport.fileio import write_json
 from edgeexport.placement import Placement
@@ -43,6 +45,7 @@ ONNX_FP32_VS_PYTORCH = "onnx_fp32_vs_pytorch"
 ONNX_INT8_VS_ONNX_FP32 = "onnx_int8_vs_onnx_fp32"
 TFLITE_FP32_VS_PYTORCH = "tflite_fp32_vs_pytorch"
 TFLITE_INT8_VS_PYTORCH = "tflite_int8_vs_pytorch"
+TFLITE_APP_VS_PYTORCH = "tflite_app_vs_pytorch"
 
 
 def measurement_key(runtime: str, precision: str) -> str:
@@ -256,6 +259,7 @@ class Card(Record):
     tools: dict[str, str]
     warnings: list[str]
     files: dict[str, FileEntry] = field(default_factory=dict)
+    app_tflite: AppCard | None = None  # model.app.tflite, runtime needs and checks (issue 12)
 
     @property
     def variant_id(self) -> str:
@@ -295,6 +299,8 @@ class Measured:
     profiled_run_ms: float | None = None
     profiler_overhead: float | None = None
     source: str = "measured"
+    board: BoardFacts | None = None  # the measuring machine's state (edgeexport.board_facts)
+    board_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -365,10 +371,15 @@ class Headline:
     measured_p50_ms: dict[str, float]  # measurement_key → p50 here
     estimated_ms: dict[str, float]     # precision → estimated latency on the target
     estimated_board_mj: dict[str, float]
+    # Measured on the target's board: (estimate − board's LiteRT int8 p50) / measured.
+    estimated_int8_error_vs_board: float | None = None
 
     @classmethod
     def of(cls, card: Card, profile: Profile, estimates: Estimates) -> "Headline":
+        from edgeexport.board_report import COMPARED, estimate_error
         return cls(
+            estimated_int8_error_vs_board=estimate_error(profile.measurements.get(COMPARED),
+                                                         estimates.latency_ms("int8")),
             params=card.params, macs=card.macs, int8_cosine_onnx=card.int8_cosine_onnx,
             int8_enforced=card.tolerances.int8_enforced,
             measured_p50_ms={k: m.end_to_end.p50_ms for k, m in profile.measurements.items()},

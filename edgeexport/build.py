@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 from edgeexport.artifacts import (PRECISIONS, REPORTS, ArtifactError, BuildRecord, Card,
                                   Estimates, FileEntry, Headline, Index, IndexEntry, Measured,
@@ -30,11 +30,18 @@ from edgeexport.placement import Placement
 from edgeexport.records import Variant
 from edgeexport.targets import Target
 
+if TYPE_CHECKING:
+    from edgeexport.device import Device
+
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 PROFILE_RUNS, PROFILE_WARMUP = 30, 5
 LOCK_FILE = ".build.lock"
+# Written beside a finished export with its cache key: a build stopped before measuring it
+# (a board lost mid-build) measures it on the rerun without exporting it again.
+EXPORTED = ".exported.json"
 # Modules that do not shape a variant's files: changing them rebuilds nothing.
-NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py"}
+NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py",
+               "board_report.py", "build_measurements.py"}
 
 
 @dataclass
@@ -46,6 +53,7 @@ class BuildPlan:
     calib: Path | None = None
     jobs: int = 1
     formats: tuple[str, ...] = ("onnx", "tflite")
+    device: "Device | None" = None  # measure on this board over SSH instead of here
 
 
 @dataclass
@@ -54,6 +62,7 @@ class BuildOutcome:
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    device_error: str | None = None  # the board became unusable; later variants not measured
 
 
 def default_grid(target: Target, families: list[str] | None, alphas: list[float] | None,
@@ -131,6 +140,8 @@ def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str)
     parts = {"variant": variant.to_json(), "weights": sha256(weights) if weights else None,
              "calibration": calib_digest, "tools": tool_versions(), "source": source,
              "target": hashlib.sha256(target.encode()).hexdigest(), "formats": plan.formats}
+    if plan.device is not None:  # measured on a board: not interchangeable with a local build
+        parts["device"] = plan.device.name
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -145,6 +156,18 @@ def is_complete(directory: Path, key: str) -> bool:
         return all(sha256(safe_relative(directory, name)) == entry.sha256
                    for name, entry in record.files.items())
     except (ArtifactError, ValueError, OSError):
+        return False
+
+
+def is_exported(directory: Path, key: str) -> bool:
+    """An export of this key whose card lists every file, each present with its sha256."""
+    try:
+        if json.loads((directory / EXPORTED).read_text("utf-8")).get("cache_key") != key:
+            return False
+        card = read_record(directory, Card)
+        return bool(card.files) and all(sha256(safe_relative(directory, name)) == e.sha256
+                                        for name, e in card.files.items())
+    except (ArtifactError, ValueError, OSError, AttributeError):
         return False
 
 
@@ -227,17 +250,32 @@ class LocalRunner:
     """Exports in parallel processes on this machine, then measures here one at a time, so
     that no timing is taken while another variant is being exported on the same cores."""
 
+    device_error: str | None = None  # the plan's board became unusable (edgeexport.device)
+
     def run(self, plan, root, todo, keys, on_event):
+        from edgeexport.device import DeviceError, measure_on_device
         failed: dict[Variant, str] = {}
-        exported = _export_all(todo, plan, root, failed, on_event)
+        # Exported by an earlier run that lost its board before measuring them: measure only.
+        ready = [v for v in todo if is_exported(root / v.id, keys[v.id])]
+        exported = _export_all([v for v in todo if v not in ready], plan, root, failed,
+                               on_event, keys)
         yield from failed.items()
-        for v in exported:
+        for v in sorted(ready + exported, key=plan.variants.index):
+            if self.device_error is not None:  # the board is gone: a rerun measures the rest
+                yield v, f"not measured: {self.device_error}"
+                continue
             on_event(v.id, "measure", "")
+            directory = root / v.id
             try:
-                directory = root / v.id
-                seal_variant(v, plan, directory, keys[v.id],
-                             measure_variant(plan.target, directory))
+                measured = (measure_on_device(directory, plan.device, plan.target,
+                                              PROFILE_RUNS, PROFILE_WARMUP)
+                            if plan.device is not None else
+                            measure_variant(plan.target, directory))
+                seal_variant(v, plan, directory, keys[v.id], measured)
                 yield v, None
+            except DeviceError as e:
+                self.device_error = str(e)
+                yield v, str(e)
             except Exception as e:
                 yield v, one_line(e)
 
@@ -261,21 +299,27 @@ def run_build(plan: BuildPlan,
                 on_event(v.id, "cached", "")
             else:
                 todo.append(v)
+        if plan.device is not None and todo:  # an unusable board: no work
+            from edgeexport.device import board_facts
+            for warning in board_facts(plan.device).warnings():
+                on_event(plan.device.name, "warning", warning)
         if todo:
-            for v, failure in (runner or LocalRunner()).run(plan, root, todo, keys, on_event):
+            runner = runner or LocalRunner()
+            for v, failure in runner.run(plan, root, todo, keys, on_event):
                 if failure is None:
                     outcome.built.append(v.id)
                     on_event(v.id, "done", "")
                 else:
                     outcome.failed[v.id] = failure
                     on_event(v.id, "failed", failure)
+            outcome.device_error = getattr(runner, "device_error", None)
         write_index(plan, root, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
 def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[Variant, str],
-                on_event) -> list[Variant]:
+                on_event, keys: dict[str, str]) -> list[Variant]:
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
     context = multiprocessing.get_context("spawn")
@@ -288,6 +332,7 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[V
             v = futures[future]
             try:
                 future.result()
+                write_json(root / v.id / EXPORTED, {"cache_key": keys[v.id]})
                 exported.append(v)
                 on_event(v.id, "exported", "")
             except Exception as e:  # one variant's failure must not stop the others

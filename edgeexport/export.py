@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.analysis import analyze
+from edgeexport.app_card import AppCard
 from edgeexport.imagesets import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDATION_SEED,
                                     ImageSet, Preprocessing, load_images, synthetic_images)
 from edgeexport import artifacts
@@ -85,7 +86,7 @@ def read_labels(path: Path | None, num_classes: int) -> list[str] | None:
 def tflite_available() -> str | None:
     """None if the TFLite toolchain imports, else what to install."""
     import importlib.util
-    for module in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert"):
+    for module in ("litert_torch", "ai_edge_quantizer", "ai_edge_litert", "mediapipe"):
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
@@ -165,15 +166,19 @@ def run_export(opts: ExportOptions,
         # Per-layer static costs beside the models: `profile` joins them on the device.
         write_json(staging / ANALYSIS, analysis.to_json())
         files[ANALYSIS] = staging / ANALYSIS
-        tflite_info = None
+        tflite_info = app_info = None
         if "tflite" in opts.formats and tflite_missing is None:
+            from edgeexport.app_tflite import app_description
             from edgeexport.tflite_export import export_tflite
             on_stage("tflite")
             tflite_info = export_tflite(model, prep, calib, held_out, reference, staging,
                                         opts.tflite_io_type or opts.target.tflite_io_type,
-                                        opts.calib_method, check_int8)
+                                        opts.calib_method, check_int8,
+                                        app_description(v, labels))
             files.update(tflite_info.pop("files"))
             validation.update(tflite_info.pop("validation"))
+            app_info = AppCard(app=tflite_info.pop("app"),
+                               runtime_requirements=tflite_info.pop("runtime_requirements"))
         on_stage("card")
         card = Card(
             variant=v, params=analysis.total_params, macs=analysis.total_macs,
@@ -197,7 +202,8 @@ def run_export(opts: ExportOptions,
             tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
                                   int8_min_mean_cosine=opts.min_cosine,
                                   int8_enforced=enforce_int8),
-            target=opts.target.name, tools=tool_versions(), warnings=warnings)
+            target=opts.target.name, tools=tool_versions(), warnings=warnings,
+            app_tflite=app_info)
         for name, path in sorted(files.items()):
             path.replace(opts.out / name)
         card.files = {name: FileEntry(**file_entry(opts.out / name)) for name in sorted(files)}

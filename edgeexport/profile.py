@@ -49,10 +49,15 @@ def resolve_model(path: Path, runtime: str | None,
 def read_analysis(directory: Path) -> Analysis | None:
     """The export's analysis.json, None if there is none (a bare model file was copied)."""
     path = directory / ANALYSIS
-    if not path.is_file():
-        return None
+    return read_analysis_file(path) if path.is_file() else None
+
+
+def read_analysis_file(path: Path) -> Analysis:
+    """An analysis.json by path (``profile --analysis``: a board's cache keeps it apart)."""
     try:
         return Analysis.from_json(json.loads(path.read_text("utf-8")))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
         raise UserError(f"{path}: not a readable analysis ({e})") from None
 
@@ -207,8 +212,15 @@ def attribute(per_node: list[tuple[str, str, float]],
 
 
 def profile(path: Path, target: Target, runtime: str | None = None, precision: str = "int8",
-            threads: int = 1, runs: int = 50, warmup: int = 10) -> Measured:
+            threads: int = 1, runs: int = 50, warmup: int = 10,
+            analysis_path: Path | None = None) -> Measured:
+    """``analysis_path``: the static analysis for a bare model file (a board's cache holds
+    the model and its analysis.json apart)."""
+    from edgeexport.board_facts import gather
     model, runtime, analysis = resolve_model(path, runtime, precision)
+    if analysis_path is not None:
+        analysis = read_analysis_file(analysis_path)
+    board = gather()  # before timing: the state the runs start from
     layers: list[LayerLatency] = []
     overhead: dict[str, float] = {}
     if runtime == "onnxruntime":
@@ -249,4 +261,4 @@ def profile(path: Path, target: Target, runtime: str | None = None, precision: s
                "target_profile": target.name},
         model=str(model), precision=precision, end_to_end=end_to_end,
         variant=analysis.variant if analysis else None, layers=layers, energy=energy,
-        layer_note=note, **overhead)
+        layer_note=note, board=board, board_warnings=board.warnings(), **overhead)

@@ -99,7 +99,7 @@ def _per_variant_axes(plt, rows):
     return fig, ax, xs
 
 
-def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]:
+def _plots(rows, target, chosen, reference, where, label="here") -> list[tuple[str, str, str]]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -116,7 +116,7 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
                 ax.scatter(*zip(*pts), label=fam.name, color=fam.color, s=22)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("int8 latency p50 (ms)")
-        ax.set_title(f"MEASURED here: onnxruntime int8 latency vs {xlabel.split()[0]}")
+        ax.set_title(f"MEASURED {label}: onnxruntime int8 latency vs {xlabel.split()[0]}")
         ax.legend(fontsize=7)
         plots.append((f"Latency vs {xlabel.split()[0]}", _png(fig),
                       f"Measured on {where}, onnxruntime, 1 thread, median of the runs."))
@@ -150,26 +150,26 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
     here = [(r.measured(measurement_key("onnxruntime", "fp32")) or 0) / (r.measured(key) or 1)
             for r in rows]
     est = [(r.estimated("fp32") or 0) / (r.estimated("int8") or 1) for r in rows]
-    ax.bar([x - 0.2 for x in xs], here, 0.4, label=f"MEASURED here ({where})")
+    ax.bar([x - 0.2 for x in xs], here, 0.4, label=f"MEASURED {label} ({where})")
     if any(est):
         ax.bar([x + 0.2 for x in xs], est, 0.4, label=f"ESTIMATED on {target.name}")
     ax.axhline(1, color="k", lw=0.5)
     ax.set_ylabel("fp32 latency / int8 latency")
     ax.legend(fontsize=7)
     plots.append(("int8 vs fp32 speed-up", _png(fig),
-                  "Above 1: int8 is faster. Measured: onnxruntime p50 here; estimated: the "
+                  f"Above 1: int8 is faster. Measured: onnxruntime p50 {label}; estimated: the "
                   "target's cost model."))
 
     layers = [x for x in chosen.profile.measurements[key].layers if x.latency_ms > 0]
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6.4, 0.12 * len(layers)), 6), sharex=True)
     a1.bar(range(len(layers)), [x.latency_ms for x in layers], color="#1f77b4")
-    a1.set_ylabel("ms (MEASURED here)")
+    a1.set_ylabel(f"ms (MEASURED {label})")
     a2.bar(range(len(layers)), [x.energy_uj or 0 for x in layers], color="#ff7f0e")
     a2.set_ylabel("µJ (compute/memory proxy)")
     a2.set_xticks(range(len(layers)), [x.name for x in layers], rotation=90, fontsize=5)
     a1.set_title(f"{chosen.id}: per-layer latency and energy (int8)")
     plots.append((f"Per-layer latency and energy: {chosen.id}", _png(fig),
-                  "Latency: onnxruntime profiler kernel times here. Energy: Horowitz 2014 "
+                  f"Latency: onnxruntime profiler kernel times {label}. Energy: Horowitz 2014 "
                   "45 nm proxy (MACs and bytes), not a measurement."))
 
     if reference and target.latency_model is not None:
@@ -208,9 +208,10 @@ def _plots(rows, target, chosen, reference, where) -> list[tuple[str, str, str]]
     return plots
 
 
-def _table(rows: list[Row], target: Target) -> tuple[list[str], list[list[str]]]:
-    head = ["variant", "params (M)", "MACs (M)", "int8 p50 here (ms)", "fp32 p50 here (ms)",
-            "LiteRT int8 here (ms)", f"est. int8 {target.name} (ms)",
+def _table(rows: list[Row], target: Target,
+           label: str = "here") -> tuple[list[str], list[list[str]]]:
+    head = ["variant", "params (M)", "MACs (M)", f"int8 p50 {label} (ms)",
+            f"fp32 p50 {label} (ms)", f"LiteRT int8 {label} (ms)", f"est. int8 {target.name} (ms)",
             f"est. board mJ {target.name}", "sep/std MACs", "int8 cosine", ".tflite int8 (KB)"]
 
     def fmt(value, spec="{:.2f}"):
@@ -231,8 +232,10 @@ def _table(rows: list[Row], target: Target) -> tuple[list[str], list[list[str]]]
 
 
 def write_reports(root: Path, target: Target, index: Index, chosen_id: str | None = None) -> None:
+    from edgeexport import board_report
     rows = _rows(root, index)
-    where = _measured_on(rows)
+    measured_at = board_report.place(rows, _measured_on(rows))
+    where, label = measured_at.description, measured_at.label
     chosen = next((r for r in rows if r.id == chosen_id), None) or next(
         (r for r in rows if r.id == "mobilenet_v2_1_224"), rows[0])
     reference = reference_measurements(target)
@@ -249,11 +252,15 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
         "Board energy = estimated latency × the target's board power under load "
         f"({target.power_source}). Compute/memory energy: Horowitz 2014 proxy.",
     ]
-    head, body = _table(rows, target)
+    head, body = _table(rows, target, label)
+    if measured_at.device:  # the board's own figures, its state, and the estimate's error
+        notes[0] = board_report.note(rows)
+        extra_head, extra_body = board_report.columns(rows, target.name)
+        head, body = head + extra_head, [a + b for a, b in zip(body, extra_body)]
     md = [f"# edgeexport build: {target.name}", ""] + [f"- {n}" for n in notes] + [""]
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(row) + " |" for row in body]
-    md += ["", f"## Per-layer, {chosen.id} (int8, measured here)", "",
+    md += ["", f"## Per-layer, {chosen.id} (int8, measured {label})", "",
            "| layer | op | ms | MACs | energy µJ (proxy) |", "|---|---|---|---|---|"]
     md += [f"| {x.name} | {x.op} | {x.latency_ms:.4f} | {x.macs or 0:,} | "
            f"{(x.energy_uj or 0):.2f} |"
@@ -264,7 +271,8 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
         "variants": [dict(dataclasses.asdict(r.entry), separable_ratio=r.analysis.separable_ratio)
                      for r in rows]})
     write_bytes(root / "report.html", _html(target, notes, head, body,
-                                            _plots(rows, target, chosen, reference, where)))
+                                            _plots(rows, target, chosen, reference, where,
+                                                   label)))
 
 
 def _html(target, notes, head, body, plots) -> bytes:

@@ -16,7 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgeexport.artifacts import TFLITE_FP32_VS_PYTORCH, TFLITE_INT8_VS_PYTORCH
+from edgeexport.artifacts import (TFLITE_APP_VS_PYTORCH, TFLITE_FP32_VS_PYTORCH,
+                                  TFLITE_INT8_VS_PYTORCH)
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
 from edgeexport.imagesets import ImageSet, Preprocessing
@@ -107,7 +108,9 @@ def interface(path: Path, prep: Preprocessing) -> dict:
 
 def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
-                  method: str, check_int8: Callable) -> dict:
+                  method: str, check_int8: Callable, describe: dict) -> dict:
+    """``describe``: name/description/version/author/license/labels for the app file's
+    TFLite Metadata."""
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
     validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
@@ -120,9 +123,18 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     validation[TFLITE_INT8_VS_PYTORCH] = check_int8(compare(
         "pytorch fp32", reference, "model.int8.tflite", run_litert(int8, held_out.inputs),
         held_out.labels))
+    # ---- app-ready file (issue 12): uint8 pixels in, normalisation inside, metadata ----
+    from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
+    from edgeexport.tflite_runtime_version import runtime_requirement
+    app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
+        model, prep, calib, held_out, reference, staging, method, check_int8, describe, int8)
+    requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
+    # ---- end app-ready file ----
     return {
-        "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8},
+        "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8, APP_TFLITE: app},
         "validation": validation,
+        "app": app_record,
+        "runtime_requirements": requirements,
         "fp32": interface(fp32, prep),
         "int8": {**interface(int8, prep), "operators": summary.op_histogram,
                  "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights, "
@@ -130,6 +142,6 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                 "calibration_ranges": "min/max over the set" if method == "MinMax"
                 else "moving average of per-image min/max"},
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
-        "metadata": "no TFLite Metadata embedded in these files; normalisation and labels "
-                    "are in card.json",
+        "metadata": "TFLite Metadata embedded in model.app.tflite only (see app_tflite); "
+                    "model.fp32/int8.tflite carry none: their normalisation is in card.json",
     }

@@ -8,7 +8,9 @@ import flatbuffers
 import numpy as np
 
 
-def uint8_interface(data: bytes) -> bytes:
+def uint8_interface(data: bytes, input_quantization: tuple[float, int] | None = None) -> bytes:
+    """``input_quantization``: (scale, zero point) for the uint8 input instead of the int8
+    input's own shifted by 128; the QUANTIZE op in front then requantizes."""
     from ai_edge_litert import schema_py_generated as schema
     model = schema.ModelT.InitFromPackedBuf(data, 0)
     _inline_buffers(model, data)
@@ -17,7 +19,7 @@ def uint8_interface(data: bytes) -> bytes:
     quantize = _opcode(model, schema, schema.BuiltinOperator.QUANTIZE)
     renamed: dict[int, int] = {}
     for position, old in enumerate(graph.inputs):
-        new = _uint8_twin(graph, old, model, schema)
+        new = _uint8_twin(graph, old, model, schema, input_quantization)
         graph.operators.insert(0, _op(schema, quantize, new, old))
         graph.inputs[position] = new
         renamed[old] = new
@@ -52,7 +54,8 @@ def _opcode(model, schema, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _uint8_twin(graph, index: int, model, schema) -> int:
+def _uint8_twin(graph, index: int, model, schema,
+                quantization: tuple[float, int] | None = None) -> int:
     source = graph.tensors[index]
     if source.type != schema.TensorType.INT8:
         raise ValueError("uint8 interface needs an int8 model input/output")
@@ -64,8 +67,11 @@ def _uint8_twin(graph, index: int, model, schema) -> int:
     model.buffers.append(empty)
     twin.buffer = len(model.buffers) - 1
     q = schema.QuantizationParametersT()
-    q.scale = list(source.quantization.scale)
-    q.zeroPoint = [int(z) + 128 for z in source.quantization.zeroPoint]
+    if quantization is None:
+        q.scale = list(source.quantization.scale)
+        q.zeroPoint = [int(z) + 128 for z in source.quantization.zeroPoint]
+    else:
+        q.scale, q.zeroPoint = [float(quantization[0])], [int(quantization[1])]
     twin.quantization = q
     graph.tensors.append(twin)
     return len(graph.tensors) - 1

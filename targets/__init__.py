@@ -88,6 +88,7 @@ class Target:
     grid: dict[str, dict[str, list]] = field(default_factory=dict)
     path: str = ""
     source: str = ""  # the TOML text it was parsed from: cache keys and refits use it
+    device: Any = None  # edgeexport.device.Device from a [device] table: the board to measure on
 
     @property
     def latency_model(self) -> LatencyModel | None:
@@ -173,6 +174,11 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
             g = grid_table.table(fam)
             grid[fam] = {"alphas": [float(a) for a in g.get("alphas", list)],
                          "resolutions": [int(r) for r in g.get("resolutions", list)]}
+    device = None
+    device_table = root.table("device", required=False)
+    if device_table is not None:
+        from edgeexport.device import device_from_table
+        device = device_from_table(device_table.data, where)
     return Target(
         name=root.get("name", str), description=root.get("description", str), cpu=cpu_facts,
         memory_gib=root.table("memory").positive("gib"),
@@ -183,7 +189,7 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
         onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
         onnx_quant_source=ort.get("source", str),
         tflite_io_type=litert.choice("io_type", QUANT_TYPES),
-        latency_models=latency, grid=grid, path=where, source=source)
+        latency_models=latency, grid=grid, path=where, source=source, device=device)
 
 
 def _latency_model(models: _Fields, name: str) -> LatencyModel:

@@ -1,7 +1,10 @@
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -81,8 +84,11 @@ def trained(dataset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported(dataset, trained, tmp_path_factory):
     """family → (model, export directory, card) of `edgeexport export` on the trained net."""
+    from tests.synthetic_data import CLASSES
     from tests.trained import ALPHA, RES
     cache = {}
+    labels = tmp_path_factory.mktemp("labels") / "labels.txt"
+    labels.write_text("\n".join(CLASSES) + "\n")
 
     def get(family):
         if family not in cache:
@@ -91,7 +97,7 @@ def exported(dataset, trained, tmp_path_factory):
             card = json.loads(run_cli(
                 "export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
                 "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
-                "--target", "rpi4", "--out", out, "--json").stdout)
+                "--labels", labels, "--target", "rpi4", "--out", out, "--json").stdout)
             cache[family] = (model, out, card)
         return cache[family]
     return get
@@ -124,3 +130,102 @@ def full_size_exports(tmp_path_factory):
             cache[family] = out
         return cache[family]
     return get
+
+
+# tflite-runtime 2.14, the last release Raspberry Pi OS users keep: its own venv (numpy < 2),
+# created once and kept in .venv/ across runs (the marker names exactly what was installed).
+TFLITE_RUNTIME_PINS = ("tflite-runtime==2.14.0", "numpy==1.26.4")
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python():
+    venv = ROOT / ".venv" / "tflite-runtime-2.14"
+    marker = venv / ".installed"
+    python = venv / "bin" / "python"
+    if not marker.is_file() or marker.read_text() != " ".join(TFLITE_RUNTIME_PINS):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *TFLITE_RUNTIME_PINS],
+                       check=True)
+        marker.write_text(" ".join(TFLITE_RUNTIME_PINS))
+    return python
+
+
+# ---- "the board": a device venv without torch, served by a real sshd on loopback ----
+
+def _usable_by_everyone(path: Path) -> bool:
+    """The interpreter and every directory above it can be entered by any account (a pyenv
+    under /root cannot: the board's account could not run a venv made from it)."""
+    real = Path(os.path.realpath(path))
+    return all(os.stat(p).st_mode & 0o001 for p in [real, *real.parents])
+
+
+def _board_python() -> str:
+    if os.geteuid() != 0:
+        return sys.executable
+    for candidate in (getattr(sys, "_base_executable", sys.executable), "/usr/bin/python3"):
+        if Path(candidate).exists() and _usable_by_everyone(Path(candidate)):
+            return candidate
+    pytest.fail("no Python interpreter that an unprivileged account can run")
+
+
+def _source_copy(dest: Path, version: str | None = None) -> Path:
+    """The tracked source tree (setuptools writes build/ and *.egg-info into it)."""
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "dist", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    if version is not None:
+        pyproject = dest / "pyproject.toml"
+        text = pyproject.read_text()
+        assert 'version = "' in text
+        pyproject.write_text(re.sub(r'(?m)^version = ".*"$', f'version = "{version}"', text))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def board_root():
+    """A directory every account can enter (the pytest tmp tree is private to its user)."""
+    root = Path(tempfile.mkdtemp(prefix="edgeexport-board-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def device_venv(board_root, tmp_path_factory):
+    """A venv with only `edgeexport[device]` (non-editable, no torch), as on a Raspberry Pi."""
+    root = board_root / "device-venv"
+    source = _source_copy(tmp_path_factory.mktemp("source") / "edgeexport")
+    subprocess.run([_board_python(), "-m", "venv", root], check=True)
+    subprocess.run([root / "bin" / "python", "-m", "pip", "install", "-q",
+                    "-c", ROOT / "constraints.txt", f"{source}[device]"], check=True)
+    return root
+
+
+OLD_VERSION = "0.0.1"
+
+
+@pytest.fixture(scope="session")
+def old_device_venv(board_root, device_venv, tmp_path_factory):
+    """A real install of edgeexport at another version, its dependencies taken from the
+    device venv (a .pth file) rather than downloaded again."""
+    root = board_root / "old-venv"
+    source = _source_copy(tmp_path_factory.mktemp("old-source") / "edgeexport", OLD_VERSION)
+    subprocess.run([_board_python(), "-m", "venv", root], check=True)
+    py = root / "bin" / "python"
+    purelib = lambda venv: subprocess.run(  # noqa: E731
+        [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib(root), "device-venv.pth").write_text(purelib(device_venv) + "\n")
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-deps", source], check=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def board(board_root, device_venv, old_device_venv):
+    """sshd on 127.0.0.1 serving the board account (see tests/board.py)."""
+    from tests.board import Board
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.fail("openssh-server is not installed: `make test` installs Debian's")
+    b = Board(board_root / "sshd", device_venv, old_device_venv)
+    b.start()
+    yield b
+    b.close()

@@ -1,9 +1,7 @@
 """Profiling here: per-layer latency through onnxruntime and LiteRT (estimates for boards not
 attached, calibration and target files: tests/test_estimate.py)."""
 import json
-import shutil
 import subprocess
-import venv
 from pathlib import Path
 
 import numpy as np
@@ -71,21 +69,6 @@ def test_truncated_tflite_from_an_export(tmp_path):
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(data[: len(data) // 3])
     assert_one_line_error(run_cli("profile", truncated, check=False), "truncated.tflite")
-
-
-@pytest.fixture(scope="session")
-def device_venv(tmp_path_factory):
-    """A venv with only `edgeexport[device]` (non-editable, no torch), as on a Raspberry Pi."""
-    root = tmp_path_factory.mktemp("device-venv")
-    # Install from a copy: setuptools writes build/ and *.egg-info into the source tree.
-    source = tmp_path_factory.mktemp("source") / "edgeexport"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "dist", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
-    venv.create(root, with_pip=True)
-    py = root / "bin" / "python"
-    subprocess.run([py, "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt",
-                    f"{source}[device]"], check=True)
-    return root
 
 
 def test_profile_runs_with_only_the_device_install(device_venv, exported, tmp_path):

@@ -8,7 +8,8 @@ import click
 
 from edgeexport.artifacts import Estimated, Measured
 from edgeexport.cli.group import main
-from edgeexport.cli.options import _target, json_option, variant_options
+from edgeexport.cli.options import (_target, device_options, json_option, resolve_device,
+                                    variant_options)
 from edgeexport.console import print_json, print_table
 
 
@@ -23,11 +24,27 @@ from edgeexport.console import print_json, print_table
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--target", "-t", default="local", show_default=True, callback=_target,
               help="board whose power turns latency into energy")
+@click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
+              help="analysis.json for a bare model file (per-layer rows by layer name)")
+@device_options
+@click.option("--here", is_flag=True,
+              help="measure on this machine even if the target file names a [device]")
 @json_option
-def profile(path, runtime, precision, threads, runs, warmup, target, as_json):
-    """Measure a model here: end-to-end and per-layer latency, and energy."""
-    from edgeexport.profile import profile as run_profile
-    report = run_profile(path, target, runtime, precision, threads, runs, warmup)
+def profile(path, runtime, precision, threads, runs, warmup, target, analysis, device_spec,
+            ssh_config, here, as_json):
+    """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
+    energy."""
+    device = None if here else resolve_device(device_spec, ssh_config, target)
+    if device is not None:
+        from edgeexport.device import profile_on_device
+        report = profile_on_device(path, device, target, runtime, precision, threads, runs,
+                                   warmup, analysis)
+    else:
+        from edgeexport.profile import profile as run_profile
+        report = run_profile(path, target, runtime, precision, threads, runs, warmup, analysis)
+    for warning in report.board_warnings:
+        click.echo(f"edgeexport: warning: {report.where.get('device', 'this machine')}: "
+                   f"{warning}", err=True)
     if as_json:
         print_json(dataclasses.asdict(report))
         return
@@ -37,8 +54,10 @@ def profile(path, runtime, precision, threads, runs, warmup, target, as_json):
 def print_latency_report(report: Measured | Estimated) -> None:
     e2e, energy = report.end_to_end, report.energy
     if isinstance(report, Measured):
-        title = (f"MEASURED on {report.where['cpu']}: {e2e.runtime} {e2e.runtime_version}, "
-                 f"{e2e.threads} thread(s), {e2e.runs} runs after {e2e.warmup} warm-up")
+        place = f"board {report.where['device']}, " if report.where.get("device") else ""
+        title = (f"MEASURED on {place}{report.where['cpu']}: {e2e.runtime} "
+                 f"{e2e.runtime_version}, {e2e.threads} thread(s), {e2e.runs} runs after "
+                 f"{e2e.warmup} warm-up")
         headline = (f"end to end: p50 {e2e.p50_ms:.3f} ms, p90 {e2e.p90_ms:.3f} ms, "
                     f"mean {e2e.mean_ms:.3f} ± {e2e.std_ms:.3f} ms")
     else:
@@ -98,7 +117,7 @@ def estimate(family, alpha, resolution, num_classes, target, precision, runtime,
 @main.command()
 @click.option("--target", "-t", required=True, callback=_target,
               help="the target whose latency model to fit")
-@click.option("--data", type=click.Path(path_type=Path, dir_okay=False), required=True,
+@click.option("--data", type=click.Path(path_type=Path, dir_okay=False),
               help="CSV: model_family, width_multiplier, resolution, quantized, "
                    "mean_latency_ms; optional runtime, cpu_freq_mhz, threads, avg_power_w")
 @click.option("--runtime", default=None,
@@ -112,16 +131,32 @@ def estimate(family, alpha, resolution, num_classes, target, precision, runtime,
               help="CPU clock of the measurements (a CSV without a cpu_freq_mhz column)")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="threads of the measurements (a CSV without a threads column)")
+@click.option("--from", "build_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="instead of --data: a build's output directory (dist/<target>), fitted to "
+                   "its own measurements (on the board when it had one)")
+@click.option("--from-runtime", type=click.Choice(["litert", "onnxruntime"]), default="litert",
+              show_default=True, help="with --from: which runtime's measurements to fit")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
               help="write the target file with the new [latency_model.RUNTIME] tables here")
 @json_option
-def calibrate(target, data, runtime, name, description, clock_mhz, threads, out, as_json):
+def calibrate(target, data, build_dir, from_runtime, runtime, name, description, clock_mhz,
+              threads, out, as_json):
     """Fit a target's latency model per runtime to measurements; print leave-one-out errors
     per row and per family."""
+    from edgeexport.errors import UserError
     from edgeexport.fileio import write_bytes
     from edgeexport.latency_model import (fit_measurements, read_measurements, toml_block,
                                           with_model)
-    measurements = read_measurements(data, runtime, clock_mhz, threads, name)
+    if (data is None) == (build_dir is None):
+        raise UserError("calibrate: give one of --data FILE.csv or --from dist/<target>")
+    if build_dir is not None:
+        from edgeexport.build_measurements import build_measurements
+        measurements, measured_on = build_measurements(build_dir, from_runtime, target, name,
+                                                       clock_mhz)
+        description = description or measured_on
+        data = build_dir / "index.json"  # named in the model's source
+    else:
+        measurements = read_measurements(data, runtime, clock_mhz, threads, name)
     fits = fit_measurements(measurements)
     text, blocks = target.source, []
     for fit in fits:

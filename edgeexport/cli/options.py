@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -75,3 +76,27 @@ def _families(ctx, param, value):
     for name in names:
         _family(ctx, param, name)
     return names
+
+
+def device_options(f):
+    """--device [user@]host[:port] and --ssh-config FILE: measure on a board over SSH."""
+    f = click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False),
+                     help="OpenSSH client configuration (default: ~/.ssh/config)")(f)
+    return click.option("--device", "device_spec", metavar="[USER@]HOST[:PORT]",
+                        help="measure on this board over SSH (default: the target file's "
+                             "[device]); host may be a ~/.ssh/config alias")(f)
+
+
+def resolve_device(spec: str | None, ssh_config: Path | None, target):
+    """--device, else the target file's [device] table, else None (measure here)."""
+    from edgeexport.device import parse_device
+    if spec is not None:
+        edgeexport = target.device.edgeexport if target is not None and target.device else \
+            "edgeexport"
+        return parse_device(spec, ssh_config, edgeexport)
+    if target is not None and target.device is not None:
+        if ssh_config is not None:
+            from dataclasses import replace
+            return replace(target.device, ssh_config=ssh_config)
+        return target.device
+    return None

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import _families, _number_list, _target, json_option
+from edgeexport.cli.options import (_families, _number_list, _target, device_options,
+                                    json_option, resolve_device)
 from edgeexport.console import print_json
 from edgeexport.errors import UserError
 from edgeexport.records import MIN_RESOLUTION
@@ -38,9 +39,10 @@ from edgeexport.records import MIN_RESOLUTION
 @click.option("--farm-timeout", type=click.FloatRange(min=0, min_open=True),
               default=60.0, show_default=True,
               help="seconds to wait for the scheduler, or for a worker able to run a stage")
+@device_options
 @json_option
 def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
-          farm, farm_timeout, as_json):
+          farm, farm_timeout, device_spec, ssh_config, as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
     from edgeexport.build import BuildPlan, default_grid, run_build
     if weights is not None and not weights.is_dir():
@@ -51,13 +53,17 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
     variants = default_grid(target, models, alpha, resolution, num_classes)
     plan = BuildPlan(target=target, variants=variants,
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
-                     formats=tuple(f.strip() for f in formats.split(",") if f.strip()))
+                     formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                     device=resolve_device(device_spec, ssh_config, target))
+    if farm and plan.device is not None:
+        raise UserError(f"--farm and a device ({plan.device.name}): measure on one or the other")
     with BuildProgress(plan, enabled=not as_json) as on_event:
         outcome = run_build(plan, on_event, _farm_runner(farm, farm_timeout))
     root = out / target.name
     summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
-               "seconds": round(outcome.seconds, 2),
+               "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
+               "device_error": outcome.device_error,
                "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
     if as_json:
         print_json(summary)
@@ -65,7 +71,11 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
         click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
                    f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
         for vid, why in outcome.failed.items():
-            click.echo(f"FAILED {vid}: {why}", err=True)
+            if outcome.device_error is None or outcome.device_error not in why:
+                click.echo(f"FAILED {vid}: {why}", err=True)
+    if outcome.device_error is not None:
+        click.echo(f"edgeexport: error: {outcome.device_error}; {len(outcome.built)} variant(s) "
+                   f"measured and kept, {len(outcome.failed)} not: rerun to resume", err=True)
     if outcome.failed:
         sys.exit(1)
 

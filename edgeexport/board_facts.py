@@ -1,0 +1,155 @@
+"""What a latency measurement depends on, read on the machine that measures.
+
+Runs on the board itself (device install: no torch): CPU model and cores, cpufreq governor
+and current clock, SoC temperature and the firmware's throttling flags (``vcgencmd
+get_throttled`` on a Raspberry Pi), runtime versions, free memory, and who measured (host,
+user, process id, Python executable), so a report can show where a figure came from.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
+THERMAL = Path("/sys/class/thermal")
+# vcgencmd get_throttled bits (Raspberry Pi firmware documentation).
+THROTTLE_BITS = {0: "under-voltage now", 1: "ARM frequency capped now", 2: "throttled now",
+                 3: "soft temperature limit now", 16: "under-voltage occurred",
+                 17: "ARM frequency capping occurred", 18: "throttling occurred",
+                 19: "soft temperature limit occurred"}
+NOW_MASK = 0xF
+
+
+@dataclass
+class BoardFacts:
+    host: str
+    user: str
+    pid: int
+    python: str
+    edgeexport_version: str
+    cpu_model: str
+    cores: int
+    isa: str
+    governor: str | None          # None: no cpufreq on this machine
+    clock_mhz: float | None       # current clock of cpu0
+    max_clock_mhz: float | None
+    temperature_c: float | None
+    throttled: int | None         # vcgencmd get_throttled bit field; None: no vcgencmd
+    throttled_flags: list[str]
+    onnxruntime_version: str
+    litert_version: str
+    mem_available_mib: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "BoardFacts":
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+    def warnings(self) -> list[str]:
+        """Conditions under which a latency figure is not the board's steady best."""
+        out = []
+        if self.throttled is not None and self.throttled & NOW_MASK:
+            out.append("throttled now: " + ", ".join(
+                f for bit, f in THROTTLE_BITS.items() if bit < 4 and self.throttled >> bit & 1))
+        elif self.throttled:
+            out.append("was throttled since boot: " + ", ".join(self.throttled_flags))
+        if self.governor is not None and self.governor != "performance":
+            out.append(f"cpufreq governor is {self.governor!r}, not 'performance' (clock "
+                       "varies with load: `sudo cpufreq-set -g performance` or write "
+                       f"performance to {CPUFREQ}/scaling_governor)")
+        return out
+
+    def summary(self) -> str:
+        """One line for report notes."""
+        parts = [f"{self.cpu_model} ({self.cores} cores, {self.isa})"]
+        if self.governor is not None:
+            parts.append(f"governor {self.governor}")
+        if self.clock_mhz is not None:
+            parts.append(f"{self.clock_mhz:.0f} MHz")
+        if self.temperature_c is not None:
+            parts.append(f"{self.temperature_c:.1f} °C")
+        parts.append("throttled: " + ("n/a (no vcgencmd)" if self.throttled is None
+                                      else hex(self.throttled)))
+        return ", ".join(parts)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _khz_to_mhz(text: str | None) -> float | None:
+    try:
+        return int(text) / 1e3 if text is not None else None
+    except ValueError:
+        return None
+
+
+def _temperature() -> float | None:
+    """The SoC/CPU thermal zone, else the first one that reads."""
+    zones = sorted(THERMAL.glob("thermal_zone*"))
+    preferred = [z for z in zones if (_read(z / "type") or "").lower() in
+                 ("cpu-thermal", "soc_thermal", "x86_pkg_temp", "cpu_thermal")]
+    for zone in preferred + zones:
+        value = _read(zone / "temp")
+        try:
+            return int(value) / 1e3 if value is not None else None
+        except ValueError:
+            continue
+    return None
+
+
+def _throttled() -> int | None:
+    exe = shutil.which("vcgencmd")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "get_throttled"], capture_output=True, text=True,
+                             timeout=5).stdout
+        return int(out.strip().split("=", 1)[1], 16)  # "throttled=0x50000"
+    except (OSError, subprocess.SubprocessError, IndexError, ValueError):
+        return None
+
+
+def _mem_available_mib() -> float | None:
+    for line in (_read(Path("/proc/meminfo")) or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def gather() -> BoardFacts:
+    """The facts of the machine this process runs on."""
+    from edgeexport.targets import detect_cpu
+    cpu = detect_cpu()
+    throttled = _throttled()
+    return BoardFacts(
+        host=platform.node(), user=getpass.getuser(), pid=os.getpid(), python=sys.executable,
+        edgeexport_version=_version("edgeexport"), cpu_model=cpu["model"],
+        cores=cpu["cores"], isa=cpu["isa"], governor=_read(CPUFREQ / "scaling_governor"),
+        clock_mhz=_khz_to_mhz(_read(CPUFREQ / "scaling_cur_freq")),
+        max_clock_mhz=_khz_to_mhz(_read(CPUFREQ / "cpuinfo_max_freq")),
+        temperature_c=_temperature(), throttled=throttled,
+        throttled_flags=[] if throttled is None else
+        [f for bit, f in THROTTLE_BITS.items() if throttled >> bit & 1],
+        onnxruntime_version=_version("onnxruntime"), litert_version=_version("ai-edge-litert"),
+        mem_available_mib=_mem_available_mib())

@@ -1,0 +1,129 @@
+"""The app-ready .tflite in the clients apps use: MediaPipe Tasks' ImageClassifier (the task API
+Android/iOS apps call) and tflite-runtime 2.14 (Raspberry Pi OS), on trained networks."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgeexport.imagesets import list_images
+from tests.conftest import run_cli
+from tests.synthetic_data import CLASSES
+from edgeexport.models import family as get_family
+from tests.trained import FAMILIES, RES, inputs_for
+
+MIN_AGREEMENT = 0.98
+
+
+def pytorch_top1_full_frame(model, family, files) -> np.ndarray:
+    """PyTorch on the whole image resized to the input (bilinear), as MediaPipe's
+    ImageClassifier does (it does not centre-crop; on the V2 net, PyTorch on the card's
+    centre crop agreed with MediaPipe on 95.5% of these images: the framing differs, not
+    the model), then the family's mean/std."""
+    from PIL import Image
+    f = get_family(family)
+    mean, std = np.asarray(f.mean, np.float32), np.asarray(f.std, np.float32)
+    batch = []
+    for path in files:
+        with Image.open(path) as im:
+            x = np.asarray(im.convert("RGB").resize((RES, RES), Image.BILINEAR), np.float32)
+        batch.append(((x / 255 - mean) / std).transpose(2, 0, 1))
+    with torch.no_grad():
+        return model(torch.from_numpy(np.stack(batch))).numpy().argmax(1)
+
+
+@pytest.fixture(scope="module")
+def image_classifier():
+    """MediaPipe's ImageClassifier on a file, closed after use."""
+    from mediapipe.tasks.python import BaseOptions, vision
+    opened = []
+
+    def make(path):
+        options = vision.ImageClassifierOptions(
+            base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
+        opened.append(vision.ImageClassifier.create_from_options(options))
+        return opened[-1]
+    yield make
+    for classifier in opened:
+        classifier.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mediapipe_classifies_the_app_file_with_its_embedded_labels(
+        family, exported, dataset, image_classifier):
+    import mediapipe as mp
+    model, out, card = exported(family)
+    classifier = image_classifier(out / "model.app.tflite")
+    files, _, _ = list_images(dataset["eval"])
+    # The caller writes no preprocessing: the PNG's RGB bytes go in as decoded.
+    names = [classifier.classify(mp.Image.create_from_file(str(path)))
+             .classifications[0].categories[0].category_name for path in files]
+    assert set(names) <= set(CLASSES), names[:5]  # the names come from the embedded labels
+    reference = [CLASSES[i] for i in pytorch_top1_full_frame(model, family, files)]
+    agreement = np.mean(np.array(names) == np.array(reference))
+    assert agreement >= MIN_AGREEMENT, f"{family}: MediaPipe agrees with PyTorch on {agreement}"
+
+
+@pytest.mark.parametrize("family", ["mobilenet_v2", "mobilenet_v3_small"])
+def test_app_file_takes_uint8_pixels_and_adds_no_xnnpack_partition(family, exported):
+    from ai_edge_litert.interpreter import Interpreter
+
+    def delegate_nodes(path):
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        return interpreter, [op["op_name"] for op in interpreter._get_ops_details()
+                             ].count("DELEGATE")
+    _, out, card = exported(family)
+    app, app_partitions = delegate_nodes(out / "model.app.tflite")
+    inp = app.get_input_details()[0]
+    assert inp["dtype"] == np.uint8 and list(inp["shape"]) == [1, 64, 64, 3]
+    assert inp["quantization"] == (1.0, 0)  # the tensor holds the pixels themselves
+    _, int8_partitions = delegate_nodes(out / "model.int8.tflite")
+    assert app_partitions == int8_partitions  # the normalisation splits nothing
+    if family == "mobilenet_v2":
+        assert app_partitions == 1
+    assert card["app_tflite"]["app"]["xnnpack"]["partitions"] == app_partitions
+
+
+def test_card_lists_the_app_file_and_the_runtime_each_file_needs(exported):
+    _, out, card = exported("mobilenet_v2")
+    assert "model.app.tflite" in card["files"]
+    assert card["validation"]["tflite_app_vs_pytorch"]["cosine_mean"] >= 0.98
+    needs = card["app_tflite"]["runtime_requirements"]
+    # By hand from TFLite's tables: an int8 CONV_2D is version 3 (op_version.cc) → 1.14.0, the
+    # FULLY_CONNECTED litert-torch writes is version 5 (keep_num_dims) → 2.0.0
+    # (runtime_version.cc); nothing in a MobileNetV2 needs more.
+    assert needs["model.int8.tflite"]["min_runtime"] == "2.0.0"
+    assert needs["model.app.tflite"]["min_runtime"] == "2.0.0"
+    assert needs["model.int8.tflite"]["op_versions"]["CONV_2D"] == 3
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tflite_runtime_2_14_agrees_with_litert(family, exported, dataset,
+                                                tflite_runtime_python):
+    from edgeexport.runtime_check import CHECKED_FILES, model_inputs, run_litert_raw
+    from edgeexport.runtime_check import run_other_runtime
+    _, out, _ = exported(family)
+    images = inputs_for(family, dataset["eval"]).inputs
+    inputs = model_inputs(out, images)
+    assert set(inputs) == set(CHECKED_FILES)
+    version, theirs = run_other_runtime(tflite_runtime_python, out, inputs)
+    assert version == "2.14.0"
+    for name, x in inputs.items():
+        ours = run_litert_raw(out / name, x)
+        agreement = np.mean(ours.argmax(1) == theirs[name].argmax(1))
+        assert agreement >= MIN_AGREEMENT, f"{family} {name}: {agreement}"
+
+
+def test_check_runtime_records_what_it_measured(exported, dataset, tflite_runtime_python,
+                                                tmp_path):
+    import shutil
+    _, out, _ = exported("mobilenet_v1")
+    copy = tmp_path / "export"
+    shutil.copytree(out, copy)
+    run_cli("check-runtime", copy, "--python", tflite_runtime_python,
+            "--images", dataset["eval"])
+    checks = json.loads((copy / "card.json").read_text())["app_tflite"]["runtime_checks"]
+    assert [c["runtime"].split(" (")[0] for c in checks] == ["tflite-runtime 2.14.0"]
+    assert set(checks[0]["files"]) == {"model.int8.tflite", "model.app.tflite"}
+    assert all(r["top1_agreement"] >= MIN_AGREEMENT for r in checks[0]["files"].values())
