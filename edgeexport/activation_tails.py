@@ -46,4 +46,5 @@ def describe(tails: list[ActivationTail]) -> str:
     listed = ", ".join(f"{t.layer} {t.ratio:.0f}×" for t in tails)
     return (f"heaviest-tailed activations (largest calibration image / median image): "
             f"{listed}; int8 keeps one range per tensor, so train the network further or "
-            f"try --calib-method Percentile")
+            f"try --calib-method Percentile, or drop --no-repair to keep the most sensitive "
+            f"layers at 16 bits")

@@ -20,7 +20,9 @@ from edgeexport.board_facts import BoardFacts
 from edgeexport.errors import UserError
 from edgeexport.fileio import write_json
 from edgeexport.placement import Placement
+from edgeexport.quant_error import ErrorMap
 from edgeexport.records import Variant
+from edgeexport.repair import RepairSummary
 from edgeexport.validate import Comparison
 
 # ---- file names -------------------------------------------------------------------------
@@ -260,6 +262,8 @@ class Card(Record):
     warnings: list[str]
     files: dict[str, FileEntry] = field(default_factory=dict)
     app_tflite: AppCard | None = None  # model.app.tflite, runtime needs and checks (issue 12)
+    int8_error_map: ErrorMap | None = None  # quant_error
+    int8_repair: RepairSummary | None = None  # repair
 
     @property
     def variant_id(self) -> str:

@@ -47,6 +47,7 @@ class ExportOptions:
     calib_size: int = 256
     min_cosine: float = INT8_MIN_COSINE
     tflite_io_type: str | None = None  # None: the target's
+    repair: bool = True  # keep sensitive layers at 16 bits when int8 misses min_cosine
 
 
 @dataclass
@@ -104,6 +105,7 @@ def run_export(opts: ExportOptions,
     from edgeexport.activation_tails import activation_tails, describe
     from edgeexport.onnx_export import export_onnx
     from edgeexport.prepare import prepare_model
+    from edgeexport.int8_stage import Int8Stage
     from edgeexport.quantize_onnx import quantize_onnx, quantized_op_counts
     from edgeexport.runtimes import run_onnx
 
@@ -156,12 +158,15 @@ def run_export(opts: ExportOptions,
         validation[ONNX_FP32_VS_PYTORCH] = require_fp32_match(compare(
             "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels))
         on_stage("onnx int8")
-        int8 = quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
-                             opts.target.onnx_activation_type, opts.target.onnx_weight_type,
-                             opts.calib_method)
-        validation[ONNX_INT8_VS_ONNX_FP32] = check_int8(compare(
-            "model.fp32.onnx", fp32_out, "model.int8.onnx", run_onnx(int8, held_out.inputs),
-            held_out.labels))
+        int8_stage = Int8Stage(model, analysis, staging, calib.inputs, opts.min_cosine,
+                               enforce_int8 and opts.repair)
+        int8, onnx_int8 = int8_stage.onnx(
+            lambda plan: quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
+                                       opts.target.onnx_activation_type,
+                                       opts.target.onnx_weight_type, opts.calib_method, plan),
+            lambda path: compare("model.fp32.onnx", fp32_out, "model.int8.onnx",
+                                 run_onnx(path, held_out.inputs), held_out.labels))
+        validation[ONNX_INT8_VS_ONNX_FP32] = check_int8(onnx_int8)
         files.update({"model.fp32.onnx": fp32, "model.int8.onnx": int8})
         # Per-layer static costs beside the models: `profile` joins them on the device.
         write_json(staging / ANALYSIS, analysis.to_json())
@@ -174,11 +179,13 @@ def run_export(opts: ExportOptions,
             tflite_info = export_tflite(model, prep, calib, held_out, reference, staging,
                                         opts.tflite_io_type or opts.target.tflite_io_type,
                                         opts.calib_method, check_int8,
-                                        app_description(v, labels))
+                                        app_description(v, labels), int8_stage.tflite)
             files.update(tflite_info.pop("files"))
             validation.update(tflite_info.pop("validation"))
             app_info = AppCard(app=tflite_info.pop("app"),
                                runtime_requirements=tflite_info.pop("runtime_requirements"))
+        on_stage("int8 error map")
+        error_map = int8_stage.error_map(fp32, int8, tflite_info is not None)
         on_stage("card")
         card = Card(
             variant=v, params=analysis.total_params, macs=analysis.total_macs,
@@ -197,6 +204,7 @@ def run_export(opts: ExportOptions,
                 input_quantization=_first_quantize_params(int8),
                 quantized_ops_here=quantized_op_counts(int8)),
             tflite=TfliteInfo(**tflite_info) if tflite_info else None,
+            int8_error_map=error_map, int8_repair=int8_stage.summary(),
             calibration=ImageSetInfo(**calib.summary(), method=opts.calib_method),
             validation_set=ImageSetInfo(**held_out.summary()), validation=validation,
             tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,

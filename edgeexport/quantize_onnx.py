@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 import onnx
 
 from edgeexport.fileio import atomic_path
+from edgeexport.precision_plan import PrecisionPlan
 
 METHODS = ("MinMax", "Entropy", "Percentile")
 COUNTED_OPS = ("Conv", "Add", "Gemm", "Mul", "MatMul")
@@ -35,24 +37,39 @@ class _Reader:
 
 def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                   activation_type: str, weight_type: str = "int8",
-                  method: str = "MinMax") -> Path:
+                  method: str = "MinMax", plan: PrecisionPlan | None = None) -> Path:
+    """``plan``: layers kept at 16-bit activations and hard-sigmoid ranges (precision_plan)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+    wide = {"int8": QuantType.QInt16, "uint8": QuantType.QUInt16}[activation_type]
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp, atomic_path(out_path) as out_tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
+        overrides = (plan.onnx_tensor_overrides(onnx.load(str(prepared)).graph, wide)
+                     if plan else {})
+        # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.
+        with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             quantize_static(
                 str(prepared), str(out_tmp), _Reader(calibration, input_name),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=qtype[activation_type], weight_type=qtype[weight_type],
                 calibrate_method=getattr(CalibrationMethod, method),
-                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                               "TensorQuantOverrides": overrides})
         _normalise(out_tmp)
     return out_path
+
+
+@contextlib.contextmanager
+def _no_logging():
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _normalise(path: Path) -> None:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgeexport.artifacts import (Headline, Index, IndexEntry, Profile, measurement_key,
-                                  model_file, read_record)
+from edgeexport.artifacts import (Card, Headline, Index, IndexEntry, Profile,
+                                  measurement_key, model_file, read_record)
 from edgeexport.fileio import write_bytes, write_json
 from edgeexport.records import Analysis, Variant
 from edgeexport.targets import Target
@@ -270,12 +270,16 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
         "target": target.name, "notes": notes, "where_measured": where,
         "variants": [dict(dataclasses.asdict(r.entry), separable_ratio=r.analysis.separable_ratio)
                      for r in rows]})
+    from edgeexport.quant_report import error_map_html
+    error_map = error_map_html(chosen.id, read_record(root / chosen.id, Card),
+                               chosen.profile)
     write_bytes(root / "report.html", _html(target, notes, head, body,
                                             _plots(rows, target, chosen, reference, where,
-                                                   label)))
+                                                   label),
+                                            error_map))
 
 
-def _html(target, notes, head, body, plots) -> bytes:
+def _html(target, notes, head, body, plots, error_map: str = "") -> bytes:
     esc = html.escape
     table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(
         "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body) + "</table>"
@@ -287,9 +291,10 @@ def _html(target, notes, head, body, plots) -> bytes:
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
 table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
 td{{text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}
-figcaption{{font-size:12px;color:#555}}</style></head>
+figcaption{{font-size:12px;color:#555}}
+tr.worst td{{background:#fdd;font-weight:bold}}</style></head>
 <body><h1>edgeexport build: {esc(target.name)} ({esc(target.description)})</h1>
-<ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>{table}{figures}
+<ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>{table}{figures}{error_map}
 <script>
 window.addEventListener("load", function () {{
   var imgs = document.querySelectorAll("img.plot"), ok = 0;

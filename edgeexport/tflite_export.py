@@ -21,6 +21,7 @@ from edgeexport.artifacts import (TFLITE_APP_VS_PYTORCH, TFLITE_FP32_VS_PYTORCH,
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
 from edgeexport.imagesets import ImageSet, Preprocessing
+from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.runtimes import litert_interpreter, run_litert
 from edgeexport.tflite_inspect import read_tflite
 from edgeexport.validate import compare, require_fp32_match
@@ -51,10 +52,12 @@ def convert_fp32(model: torch.nn.Module, resolution: int, path: Path) -> Path:
 
 
 def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
-                  io_type: str, method: str = "MinMax") -> Path:
+                  io_type: str, method: str = "MinMax",
+                  plan: PrecisionPlan | None = None) -> Path:
     """Static int8 with ai-edge-quantizer. Ranges: with MinMax, the true min/max over the
     calibration set (as onnxruntime's MinMax); otherwise the library's default moving average
-    of per-image ranges, which clips rare outliers."""
+    of per-image ranges, which clips rare outliers. ``plan``: layers kept at int16
+    activations and hard-sigmoid ranges (precision_plan)."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
     interpreter = litert_interpreter(fp32_path)
@@ -69,8 +72,11 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
         manager.load_quantization_recipe(recipe.static_wi8_ai8())
         cal = calibrator.Calibrator(str(fp32_path), num_threads=1, qsv_update_func=update)
         cal.calibrate({signature: samples}, manager)
-        q = quantizer.Quantizer(str(fp32_path), recipe.static_wi8_ai8())
-        result = q.quantize(cal.get_model_qsvs(), enable_progress_report=False)
+        qsvs, config = cal.get_model_qsvs(), recipe.static_wi8_ai8()
+        if plan is not None:
+            qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
+        q = quantizer.Quantizer(str(fp32_path), config)
+        result = q.quantize(qsvs, enable_progress_report=False)
     data = bytes(result.quantized_model)
     if io_type == "uint8":
         from edgeexport.tflite_uint8 import uint8_interface
@@ -108,21 +114,29 @@ def interface(path: Path, prep: Preprocessing) -> dict:
 
 def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
-                  method: str, check_int8: Callable, describe: dict) -> dict:
+                  method: str, check_int8: Callable, describe: dict,
+                  validated_int8: Callable | None = None) -> dict:
     """``describe``: name/description/version/author/license/labels for the app file's
-    TFLite Metadata."""
+    TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison): quantize
+    with a precision plan and repair (int8_stage); default: the plain static int8 recipe."""
+    if validated_int8 is None:
+        def validated_int8(quantize, evaluate):
+            path = quantize(None)
+            return path, evaluate(path)
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
     validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
         held_out.labels))}
-    int8 = quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type, method)
+    int8, int8_comparison = validated_int8(
+        lambda plan: quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type,
+                                   method, plan),
+        lambda path: compare("pytorch fp32", reference, "model.int8.tflite",
+                             run_litert(path, held_out.inputs), held_out.labels))
     summary = read_tflite(int8)
     problems = summary.full_integer_problems(io_type)
     if problems:
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
-    validation[TFLITE_INT8_VS_PYTORCH] = check_int8(compare(
-        "pytorch fp32", reference, "model.int8.tflite", run_litert(int8, held_out.inputs),
-        held_out.labels))
+    validation[TFLITE_INT8_VS_PYTORCH] = check_int8(int8_comparison)
     # ---- app-ready file (issue 12): uint8 pixels in, normalisation inside, metadata ----
     from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
     from edgeexport.tflite_runtime_version import runtime_requirement

@@ -82,6 +82,15 @@ def trained(dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def collapsing_v3(dataset, tmp_path_factory):
+    """(model, weights.pt) of a V3-Large trained 250 steps at a constant rate 2e-3: heavy-tailed
+    activations that plain int8 cannot hold (cosine far below 0.98), trained once per run."""
+    from tests.trained import train_and_save
+    return train_and_save("mobilenet_v3_large", dataset, tmp_path_factory.mktemp("immature"),
+                          250, lr=2e-3, schedule="constant")
+
+
+@pytest.fixture(scope="session")
 def exported(dataset, trained, tmp_path_factory):
     """family → (model, export directory, card) of `edgeexport export` on the trained net."""
     from tests.synthetic_data import CLASSES

@@ -19,7 +19,7 @@ from edgeexport.models import create_model, family as get_family
 from edgeexport.records import Variant
 from tests.conftest import assert_one_line_error, run_cli
 from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
-                           ort_outputs, train_and_save)
+                           ort_outputs)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -65,16 +65,15 @@ def test_export_without_weights_is_flagged(tmp_path):
     assert (tmp_path / "model.int8.tflite").is_file()
 
 
-def test_int8_drift_is_detected_not_shipped(dataset, tmp_path_factory):
+def test_int8_drift_is_detected_not_shipped(dataset, collapsing_v3, tmp_path_factory):
     """An under-trained V3 (250 steps, constant rate) has heavy-tailed activations that no
-    int8 range fits: the export must refuse it, say where, and write nothing."""
-    model, weights = train_and_save("mobilenet_v3_large", dataset,
-                                     tmp_path_factory.mktemp("immature"), 250, lr=2e-3,
-                                     schedule="constant")
+    int8 range fits: with --no-repair the export must refuse it, say where, and write
+    nothing (without the flag it is repaired: test_int8_repair.py)."""
+    model, weights = collapsing_v3
     out = tmp_path_factory.mktemp("refused")
     proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
                    "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
-                   "--eval", dataset["eval"], "--out", out, check=False)
+                   "--eval", dataset["eval"], "--no-repair", "--out", out, check=False)
     assert proc.returncode == 1
     assert_one_line_error(proc, "drifts", "cosine", "heaviest-tailed")
     assert list(out.iterdir()) == []

@@ -33,10 +33,14 @@ from edgeexport.validate import INT8_MIN_COSINE
               help="integer type of the .tflite input/output (default: the target's)")
 @click.option("--min-cosine", type=click.FloatRange(-1, 1), default=INT8_MIN_COSINE,
               show_default=True, help="int8 tolerance: least mean cosine vs the fp32 model")
+@click.option("--no-repair", is_flag=True,
+              help="refuse int8 that misses --min-cosine instead of keeping its most "
+                   "sensitive layers at 16-bit activations")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
 @json_option
 def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
-           calib_method, calib_size, target, formats, tflite_io, min_cosine, out, as_json):
+           calib_method, calib_size, target, formats, tflite_io, min_cosine, no_repair, out,
+           as_json):
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
     from edgeexport.export import ExportOptions, run_export
     from edgeexport.records import Variant
@@ -44,7 +48,8 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,
         calib=calib, eval=eval_dir, labels=labels, calib_method=calib_method,
-        calib_size=calib_size, tflite_io_type=tflite_io, min_cosine=min_cosine)
+        calib_size=calib_size, tflite_io_type=tflite_io, min_cosine=min_cosine,
+        repair=not no_repair)
     stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
         else (lambda s: None)
     result = run_export(opts, on_stage=stage)

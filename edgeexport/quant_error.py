@@ -1,0 +1,238 @@
+"""The per-layer error map: where int8 loses the signal, keyed by the analysis' module paths.
+
+For each layer, the SQNR (dB, mean over images of 20·log10(‖x‖/‖x − x̂‖), onnxruntime's
+``compute_signal_to_quantization_noice_ratio``) of its output tensor:
+- ``onnx_local_db``: in the int8 ONNX model, the tensor before against after its own
+  QuantizeLinear/DequantizeLinear pair: the noise this layer's int8 range adds by itself.
+  A heavy-tailed tensor (a range set by a few images) scores low here.
+- ``onnx_db``: int8 ONNX activation against the fp32 ONNX one (accumulated through the net);
+  both from onnxruntime's ``qdq_loss_debug``.
+- ``tflite_db``: int8 ``.tflite`` tensor (dequantized) against the fp32 ``.tflite`` one, from
+  ai-edge-quantizer's ``model_validator.compare_model`` (LiteRT reference kernels: XNNPACK
+  does not keep intermediate tensors).
+Latency: per-layer onnxruntime kernel time from profile.json when the directory was profiled
+(joined by quant-report and report.html, never stored in card.json, which stays byte-identical
+from run to run).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeexport.layer_names import onnx_layer, tflite_module_outputs
+
+# Rows whose ops fold into the compute layer before them in the exported files.
+FOLDED = ("bn",)
+WORST = 5  # layers highlighted as the worst
+MAP_IMAGES = 32  # images the map runs (every intermediate tensor is kept in memory)
+
+
+def map_sample(count: int) -> np.ndarray:
+    """Indices of the calibration images the map runs: evenly spread over the set (the set
+    is ordered by class folder)."""
+    return np.unique(np.linspace(0, count - 1, min(count, MAP_IMAGES)).round().astype(int))
+METRIC = ("SQNR dB: mean over images of 20·log10(‖fp32‖/‖int8 − fp32‖) of the layer's "
+          "output tensor (onnxruntime qdq_loss_debug's SQNR), on calibration images evenly sampled")
+
+
+@dataclass
+class LayerError:
+    layer: str
+    op: str
+    onnx_local_db: float | None = None
+    onnx_db: float | None = None
+    tflite_db: float | None = None
+    latency_ms: float | None = None
+
+    @property
+    def worst_db(self) -> float | None:
+        values = [v for v in (self.onnx_db, self.tflite_db) if v is not None]
+        return min(values) if values else None
+
+
+@dataclass
+class ErrorMap:
+    """card.json → int8_error_map (a field of artifacts.Card)."""
+    layers: list[LayerError]
+    images: int
+    worst: list[str] = field(default_factory=list)  # lowest local SQNR first
+    metric: str = METRIC
+    latency_source: str | None = None
+
+    @classmethod
+    def of(cls, layers: list[LayerError], images: int) -> "ErrorMap":
+        for row in layers:
+            for name in ("onnx_local_db", "onnx_db", "tflite_db"):
+                setattr(row, name, _round(getattr(row, name)))
+        scored = sorted((x for x in layers if x.onnx_local_db is not None),
+                        key=lambda x: (x.onnx_local_db, x.layer))
+        return cls(layers, images, [x.layer for x in scored[:WORST]])
+
+    def with_latency(self, per_layer_ms: dict[str, float], source: str) -> "ErrorMap":
+        for row in self.layers:
+            row.latency_ms = per_layer_ms.get(row.layer)
+        self.latency_source = source
+        return self
+
+
+def _round(v):
+    """3 decimals (finite values); ±inf (a tensor int8 holds exactly) as None."""
+    if v is None or not math.isfinite(v):
+        return None
+    return round(float(v), 3)
+
+
+def _mean_sqnr(reference, candidate) -> float:
+    from onnxruntime.quantization.qdq_loss_debug import \
+        compute_signal_to_quantization_noice_ratio as sqnr
+    return float(np.mean([sqnr(np.atleast_1d(r).astype(np.float64).ravel(),
+                               np.atleast_1d(c).astype(np.float64).ravel())
+                          for r, c in zip(reference, candidate)]))
+
+
+def _reader(inputs: np.ndarray, name: str):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._items = iter([{name: x[None]} for x in inputs])
+
+        def get_next(self):
+            return next(self._items, None)
+    return Reader()
+
+
+def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Tensor name → (local SQNR, SQNR vs fp32), from onnxruntime's qdq_loss_debug.
+
+    Local: the fp32 activation through the int8 model's own QuantizeLinear parameters for that
+    tensor (onnxruntime's ``quantize_nparray``), not the int8 model's pre-QDQ tensor: where
+    onnxruntime removed a Relu into the range, that tensor is the pre-activation."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, compute_activation_error, create_activation_matching,
+        modify_model_output_intermediate_tensors)
+    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        acts = {}
+        for tag, path in (("float", fp32), ("qdq", int8)):
+            augmented = str(Path(tmp) / f"{tag}.onnx")
+            modify_model_output_intermediate_tensors(str(path), augmented)
+            acts[tag] = collect_activations(augmented, _reader(inputs, name))
+    matching = {k: v for k, v in create_activation_matching(acts["qdq"], acts["float"]).items()
+                if "float" in v}
+    errors = compute_activation_error(matching, err_func=_mean_sqnr)
+    qparams = _activation_qparams(int8)
+    out = {}
+    for tensor, e in errors.items():
+        local = None
+        if tensor in qparams:
+            floats = acts["float"][tensor]
+            local = _mean_sqnr(floats, [_fake_quantize(x, *qparams[tensor]) for x in floats])
+        out[tensor] = (local, e["xmodel_err"])
+    return out
+
+
+def _activation_qparams(int8: Path) -> dict[str, tuple[int, float, int]]:
+    """Activation tensor → (onnx element type, scale, zero point) of its QuantizeLinear."""
+    import onnx
+    from onnx import numpy_helper
+    graph = onnx.load(str(int8), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
+    out = {}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            zero = inits[node.input[2]]
+            out[node.input[0]] = (zero.data_type,
+                                  float(numpy_helper.to_array(inits[node.input[1]])),
+                                  int(numpy_helper.to_array(zero)))
+    return out
+
+
+def _fake_quantize(x: np.ndarray, qtype: int, scale: float, zero: int) -> np.ndarray:
+    from onnxruntime.quantization.quant_utils import quantize_nparray
+    q = quantize_nparray(qtype, x.astype(np.float32), np.float32(scale), zero)
+    return (q.astype(np.float32) - zero) * np.float32(scale)
+
+
+def tflite_errors(fp32: Path, int8: Path, inputs_nchw: np.ndarray) -> dict[str, float]:
+    """Tensor name → SQNR of the int8 .tflite against the fp32 one (ai-edge-quantizer)."""
+    from ai_edge_quantizer import model_validator
+    from ai_edge_quantizer.utils import validation_utils
+
+    from edgeexport.runtimes import litert_interpreter
+    signature, spec = next(iter(litert_interpreter(fp32).get_signature_list().items()))
+    samples = [{spec["inputs"][0]: x.transpose(1, 2, 0)[None].astype(np.float32)}
+               for x in inputs_nchw]
+    sqnr = validation_utils.ValidationErrorMetric.SNR  # the metric slot; our function fills it
+    result = model_validator.compare_model(
+        fp32.read_bytes(), int8.read_bytes(), {signature: samples}, error_metrics=[sqnr],
+        compare_fns=[lambda target, reference: _mean_sqnr([reference], [target])],
+        use_xnnpack=False, num_threads=1)
+    tensors = result.get_signature_comparison_result(signature).intermediate_tensors
+    return {k: v[sqnr.value] for k, v in tensors.items()}
+
+
+def layer_tensors_onnx(fp32: Path, rows: list[dict]) -> dict[str, str]:
+    """Layer → the output tensor of its last node in the fp32 graph."""
+    import onnx
+    known = {r["name"] for r in rows}
+    out = {}
+    for node in onnx.load(str(fp32), load_external_data=False).graph.node:
+        layer = onnx_layer(node.name)
+        if layer in known:
+            out[layer] = node.output[0]
+    return out
+
+
+def layer_tensors_tflite(fp32: Path, rows: list[dict]) -> dict[str, str]:
+    """Layer → its output tensor in the .tflite (a folded BatchNorm's → its conv)."""
+    from edgeexport.runtimes import litert_interpreter
+    owner = _fold_owner(rows)
+    outputs = tflite_module_outputs(litert_interpreter(fp32), [r["name"] for r in rows])
+    return {owner.get(layer, layer): tensor for layer, tensor in outputs.items()}
+
+
+def _fold_owner(rows: list[dict]) -> dict[str, str]:
+    owner, last = {}, None
+    for row in rows:
+        if row["op"] in FOLDED and last is not None:
+            owner[row["name"]] = last
+        elif row["op"] not in FOLDED:
+            last = row["name"]
+    return owner
+
+
+def build_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | None,
+                    tflite_files: tuple[Path, Path] | None, inputs: np.ndarray) -> ErrorMap:
+    inputs = inputs[map_sample(len(inputs))]
+    rows = [LayerError(r["name"], r["op"]) for r in analysis_rows if r["op"] not in FOLDED]
+    by_name = {r.layer: r for r in rows}
+    if onnx_files:
+        errors = onnx_errors(*onnx_files, inputs)
+        for layer, tensor in layer_tensors_onnx(onnx_files[0], analysis_rows).items():
+            if tensor in errors and layer in by_name:
+                by_name[layer].onnx_local_db, by_name[layer].onnx_db = errors[tensor]
+    if tflite_files:
+        errors = tflite_errors(*tflite_files, inputs)
+        for layer, tensor in layer_tensors_tflite(tflite_files[0], analysis_rows).items():
+            if tensor in errors and layer in by_name:
+                by_name[layer].tflite_db = errors[tensor]
+    return ErrorMap.of(rows, len(inputs))
+
+
+def profile_latency(profile) -> tuple[dict[str, float], str] | None:
+    """Per-layer int8 onnxruntime latency of a profile.json record (artifacts.Profile)."""
+    measured = profile.measurements.get("onnxruntime_int8") if profile else None
+    if measured is None or not measured.layers:
+        return None
+    run = measured.end_to_end
+    return ({x.name: x.latency_ms for x in measured.layers},
+            f"profile.json: measured on {measured.where.get('cpu', '?')}, {run.runtime} "
+            f"{run.runtime_version}, {run.threads} thread(s), {run.runs} runs, int8 model")

@@ -1,0 +1,171 @@
+"""int8 error map and automatic repair, on networks trained here: trained V1/V2 need no
+repair, the map's per-layer SQNR agrees with PyTorch forward hooks, and the V3 whose plain
+int8 collapses is refused after the stated repair budget (it is not repairable by keeping a
+few layers: see the test's docstring)."""
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import assert_one_line_error, run_cli
+from tests.trained import ALPHA, RES, inputs_for
+
+
+
+@pytest.fixture(scope="session")
+def plain_int8_v3(dataset, collapsing_v3, tmp_path_factory):
+    """The collapsing V3 exported with --min-cosine 0: plain int8 ships (nothing to repair),
+    so its error map is the map of plain int8."""
+    model, weights = collapsing_v3
+    out = tmp_path_factory.mktemp("plain-v3")
+    card = json.loads(run_cli(
+        "export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
+        "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
+        "--eval", dataset["eval"], "--target", "rpi4", "--min-cosine", 0, "--out", out,
+        "--json").stdout)
+    return model, out, card
+
+
+def test_collapsing_v3_repair_budget_is_stated_and_enforced(dataset, collapsing_v3,
+                                                            tmp_path_factory):
+    """Measured on this V3: plain int8 cosine 0.62 (hard-sigmoid fix on); all activations at
+    16 bits still only 0.77, and 48 layers in float 0.84: its int8 error is spread over the
+    whole network (and its weights), not held by a few layers. So the repair runs its budget
+    and refuses in one line, naming each attempt, with nothing written."""
+    _, weights = collapsing_v3
+    out = tmp_path_factory.mktemp("beyond-budget")
+    proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
+                   "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
+                   "--eval", dataset["eval"], "--target", "rpi4", "--out", out, check=False)
+    assert_one_line_error(proc, "drifts", "up to 16 sensitive layers", "did not repair it")
+    tried = re.findall(r"(\d+) layers → ([\d.]+)", proc.stderr)
+    assert [int(n) for n, _ in tried] == [1, 2, 4, 8, 16]
+    assert all(float(c) < 0.98 for _, c in tried)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("family", ["mobilenet_v1", "mobilenet_v2"])
+def test_trained_v1_v2_need_no_repair(exported, family):
+    _, out, card = exported(family)
+    assert card["int8_repair"] == {"enabled": True, "kept_layers": 0,
+                                   "hard_sigmoid_range_0_1": [], "formats": []}
+    rows = card["int8_error_map"]["layers"]
+    assert sum(r["onnx_db"] is not None for r in rows) >= 10
+    assert sum(r["tflite_db"] is not None for r in rows) >= 10
+    # quant-report shows the same map, as JSON and as plain text when piped.
+    report = json.loads(run_cli("quant-report", out, "--json").stdout)
+    assert report["int8_error_map"]["layers"] == rows
+    text = run_cli("quant-report", out).stdout
+    assert "repair: none needed" in text and card["int8_error_map"]["worst"][0] in text
+
+
+def _pytorch_local_sqnr(model, images, measured):
+    """Each layer's output fake-quantized to 8 bits over its calibration min/max (forward
+    hooks, independent of onnxruntime): SQNR in dB, mean over the ``measured`` images.
+    A conv's output is read after its BatchNorm (folded into the conv in ONNX)."""
+    from edgeexport.analysis import analyze
+    from edgeexport.records import Variant
+    modules = dict(model.named_modules())
+    source, last = {}, None
+    for row in analyze(Variant("mobilenet_v3_large", ALPHA, RES, 4), model).layers:
+        if row.op == "bn" and last is not None:
+            source[last] = modules[row.name]
+        else:
+            source[row.name] = modules[row.name]
+            last = row.name
+    outputs: dict[str, list[torch.Tensor]] = {}
+    hooks = [module.register_forward_hook(
+        lambda m, i, o, key=key: outputs.setdefault(key, []).append(o.detach().clone()))
+        for key, module in source.items()]
+    with torch.no_grad():
+        for x in images:
+            model(torch.from_numpy(x[None]))
+    for h in hooks:
+        h.remove()
+    sqnr = {}
+    for key, outs in outputs.items():
+        lo = min(0.0, min(float(o.min()) for o in outs))
+        hi = max(0.0, max(float(o.max()) for o in outs))
+        if hi <= lo:
+            continue
+        scale = (hi - lo) / 255
+        zero = round(-lo / scale)
+        db = []
+        for o in (outs[i] for i in measured):
+            q = (torch.clamp(torch.round(o / scale) + zero, 0, 255) - zero) * scale
+            noise = float(torch.linalg.norm(o - q))
+            db.append(20 * np.log10(max(float(torch.linalg.norm(o)), 1e-12) / max(noise, 1e-12)))
+        sqnr[key] = float(np.mean(db))
+    return sqnr
+
+
+def test_error_map_ranks_layers_like_pytorch(plain_int8_v3, dataset):
+    """The map's worst int8 layer is PyTorch's worst (fake-quantized in forward hooks), with
+    the same SQNR; the map has both runtimes' columns."""
+    model, out, card = plain_int8_v3
+    emap = card["int8_error_map"]
+    assert card["int8_repair"]["kept_layers"] == 0
+    assert sum(r["tflite_db"] is not None for r in emap["layers"]) >= 20
+    calib = inputs_for("mobilenet_v3_large", dataset["train"]).inputs
+    measured = np.linspace(0, len(calib) - 1, emap["images"]).round().astype(int)
+    torch_db = _pytorch_local_sqnr(model, calib, measured)
+    ours = {r["layer"]: r["onnx_local_db"] for r in emap["layers"]
+            if r["onnx_local_db"] is not None and r["layer"] in torch_db}
+    assert len(ours) >= 20
+    worst_ours = min(ours, key=ours.get)
+    worst_torch = min(ours, key=lambda k: torch_db[k])
+    assert worst_ours == worst_torch, (worst_ours, ours[worst_ours], worst_torch,
+                                       torch_db[worst_torch])
+    assert emap["worst"][0] == worst_ours
+    for layer in emap["worst"]:
+        assert ours[layer] == pytest.approx(torch_db[layer], abs=0.5)
+
+
+# ---- the repair loop's control, with a stand-in quantizer (no network needed) ----
+
+def _fake_run(threshold):
+    """A model whose cosine reaches 0.99 once ``threshold`` layers are kept."""
+    from edgeexport.validate import Comparison
+    calls = []
+
+    def quantize(plan):
+        calls.append(plan.keep)
+        return len(plan.keep)
+
+    def evaluate(kept):
+        c = 0.99 if kept >= threshold else 0.5
+        return Comparison("ref", "cand", 10, 0.0, 1.0, c, c, 1.0)
+    return quantize, evaluate, calls
+
+
+def test_repair_keeps_the_smallest_prefix_that_holds():
+    from edgeexport.precision_plan import PrecisionPlan
+    from edgeexport.repair import quantize_validated
+    order = [f"layer{i}" for i in range(30)]
+    quantize, evaluate, calls = _fake_run(threshold=3)
+    path, result, record = quantize_validated(
+        "onnx", PrecisionPlan(), quantize, evaluate, 0.98, True, lambda: order,
+        timer=lambda path: 1.0)
+    # Attempts: plain, then 1, 2 and 4 layers (the first prefix ≥ 3).
+    assert calls == [(), ("layer0",), ("layer0", "layer1"), tuple(order[:4])]
+    assert record.kept == order[:4] and result.cosine_mean == 0.99
+    assert [a["kept"] for a in record.attempts] == [1, 2, 4]
+    assert (record.cosine_before, record.cosine_after) == (0.5, 0.99)
+
+
+def test_repair_refuses_past_its_budget_and_not_when_disabled():
+    from edgeexport.errors import ValidationError
+    from edgeexport.precision_plan import PrecisionPlan
+    from edgeexport.repair import quantize_validated
+    order = [f"layer{i}" for i in range(30)]
+    quantize, evaluate, calls = _fake_run(threshold=17)
+    with pytest.raises(ValidationError, match="up to 16 sensitive layers"):
+        quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98, True,
+                           lambda: order, timer=lambda path: 1.0)
+    assert [len(k) for k in calls] == [0, 1, 2, 4, 8, 16]
+    quantize, evaluate, calls = _fake_run(threshold=1)
+    _, result, record = quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98,
+                                           False, lambda: order, timer=lambda path: 1.0)
+    assert calls == [()] and record is None and result.cosine_mean == 0.5
