@@ -112,6 +112,21 @@ def exported(dataset, trained, tmp_path_factory):
     return get
 
 
+# A small real build, shared by the build and pull tests: V1 and V3-Small α 0.25 at 64/96 px.
+BUILD_GRID = ["--target", "rpi4", "--models", "mobilenet_v1,mobilenet_v3_small", "--alpha", "0.25",
+              "--resolution", "64,96"]
+BUILD_IDS = ["mobilenet_v1_0.25_64", "mobilenet_v1_0.25_96", "mobilenet_v3_small_0.25_64",
+             "mobilenet_v3_small_0.25_96"]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """(dist directory, build summary) of `edgeexport build` on BUILD_GRID, once per run."""
+    out = tmp_path_factory.mktemp("dist")
+    proc = run_cli("build", *BUILD_GRID, "--out", out, "--json", "--jobs", "2")
+    return out, json.loads(proc.stdout)
+
+
 @pytest.fixture(scope="session")
 def full_size_exports(tmp_path_factory):
     """Full-size (α 1.0, 224 px) ONNX exports, untrained: latency does not depend on weights."""

@@ -10,24 +10,14 @@ from pathlib import Path
 import pytest
 
 from edgeexport.fileio import sha256
-from tests.conftest import EDGEEXPORT, assert_one_line_error, run_cli
+from tests.conftest import BUILD_GRID, BUILD_IDS, EDGEEXPORT, assert_one_line_error, run_cli
 
-GRID = ["--target", "rpi4", "--models", "mobilenet_v1,mobilenet_v3_small", "--alpha", "0.25",
-        "--resolution", "64,96"]
-IDS = ["mobilenet_v1_0.25_64", "mobilenet_v1_0.25_96", "mobilenet_v3_small_0.25_64",
-       "mobilenet_v3_small_0.25_96"]
+GRID, IDS = BUILD_GRID, BUILD_IDS
 
 
 def _build(out, *extra, check=True):
     proc = run_cli("build", *GRID, "--out", out, "--json", *extra, check=check)
     return proc, (json.loads(proc.stdout) if proc.stdout.strip() else None)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    _, summary = _build(out, "--jobs", "2")
-    return out, summary
 
 
 def test_build_writes_every_variant_and_an_honest_index(built):
