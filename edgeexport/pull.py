@@ -30,6 +30,7 @@ from edgeexport.artifacts import (CARD, INDEX, ArtifactError, Estimates, Index, 
                                   Profile, Record, measurement_key)
 from edgeexport.errors import UserError
 from edgeexport.fileio import safe_relative, sha256
+from edgeexport.models import family_of_alias
 from edgeexport.records import Variant
 from edgeexport.report import REFERENCE_CSV
 from edgeexport.transfer import Expected, HashMismatch, Source, open_source, partial_path, verify
@@ -43,10 +44,6 @@ FORMATS = {
     "fp32.onnx": ("model.fp32.onnx", "fp32", "onnxruntime"),
 }
 RECORD_LIMIT = 64 << 20  # an index or a JSON record larger than this is not one of ours
-# The table's family names. models.registry holds the same aliases, but importing it imports
-# torch, and pull runs on the light install (no torch).
-REFERENCE_FAMILIES = {"v1": "mobilenet_v1", "v2": "mobilenet_v2",
-                      "v3-large": "mobilenet_v3_large", "v3-small": "mobilenet_v3_small"}
 REFERENCE_RUNTIME = "tflite"  # the table's TFLite rows: the runtime apps load these files in
 REFERENCE_LABEL = ("ImageNet top-1 (50,000 images) of Google's published {kind} checkpoint "
                    "for this architecture, run in TFLite by Krai for MLPerf Inference "
@@ -150,7 +147,7 @@ def published_top1(variant: Variant, precision: str) -> float | None:
         return None  # not an ImageNet classifier: the published figure says nothing of it
     text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
     for row in csv.DictReader(io.StringIO(text)):
-        if (REFERENCE_FAMILIES.get(row["model_family"]) == variant.family
+        if (family_of_alias(row["model_family"]) == variant.family
                 and float(row["width_multiplier"]) == variant.alpha
                 and int(row["resolution"]) == variant.resolution
                 and row.get("runtime", REFERENCE_RUNTIME) == REFERENCE_RUNTIME
