@@ -41,7 +41,7 @@ LOCK_FILE = ".build.lock"
 EXPORTED = ".exported.json"
 # Modules that do not shape a variant's files: changing them rebuilds nothing.
 NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py",
-               "board_report.py", "build_measurements.py"}
+               "transfer.py", "quant_report.py", "board_report.py", "build_measurements.py"}
 
 
 @dataclass
