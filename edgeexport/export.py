@@ -198,7 +198,9 @@ def run_export(opts: ExportOptions,
                                        "probabilities)"),
             labels=labels,
             onnx_int8=OnnxInt8Info(
-                format="QDQ", weights=f"per-channel symmetric {opts.target.onnx_weight_type}",
+                format="QDQ", weights=f"per-channel symmetric {opts.target.onnx_weight_type}" + (
+                    ", 7-bit range (reduce_range: no saturation in x86 U8S8 kernels)"
+                    if opts.target.onnx_activation_type == "uint8" else ""),
                 activations=opts.target.onnx_activation_type,
                 activation_type_source=opts.target.onnx_quant_source,
                 input_quantization=_first_quantize_params(int8),
