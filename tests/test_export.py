@@ -38,8 +38,8 @@ def test_export_validates_against_pytorch(family, exported, dataset):
     assert cosine(litert_outputs(out / "model.int8.tflite", evalset.inputs), reference) >= 0.99
     # The card lists every file with its real hash and size.
     assert set(card["files"]) == {"analysis.json", "model.fp32.onnx", "model.int8.onnx",
-                                  "model.fp32.tflite",
-                                  "model.int8.tflite"}
+                                  "model.fp32.tflite", "model.int8.tflite",
+                                  "model.app.tflite"}
     for name, entry in card["files"].items():
         assert entry == {"sha256": sha256(out / name), "bytes": (out / name).stat().st_size}
     assert card["variant"] == {"family": family, "alpha": ALPHA, "resolution": RES,
