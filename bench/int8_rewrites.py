@@ -9,7 +9,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ from edgeexport.xnnpack_delegation import xnnpack_delegation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_speed import export, runner  # noqa: E402
+
+from interleaved import interleaved  # bench/interleaved.py
 
 
 def plain_int8(fp32_dir: Path, out: Path, family: str) -> None:
@@ -61,17 +62,8 @@ def main() -> None:
             for label, directory in files.items():
                 precision = "fp32" if label == "fp32" else "int8"
                 calls[runtime, label] = runner(runtime, directory / f"model.{precision}.{suffix}")
-        wall = {k: [] for k in calls}
-        cpu = {k: [] for k in calls}
         load = os.getloadavg()[0]
-        for i in range(args.warmup + args.runs):
-            for key, call in calls.items():
-                w0, c0 = time.perf_counter(), time.thread_time()
-                call()
-                c1, w1 = time.thread_time(), time.perf_counter()
-                if i >= args.warmup:
-                    wall[key].append((w1 - w0) * 1e3)
-                    cpu[key].append((c1 - c0) * 1e3)
+        wall, cpu = interleaved(calls, args.runs, args.warmup)
         print(f"{args.family} 1.0-224, random weights, 1 thread, {args.runs} interleaved rounds "
               f"after {args.warmup} warm-up, load average {load:.1f} → {os.getloadavg()[0]:.1f}")
         print("| runtime | file | p50 CPU ms | fp32/this | p50 wall ms | fp32/this | "

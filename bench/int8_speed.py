@@ -19,7 +19,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -28,6 +27,8 @@ import numpy as np
 from edgeexport.quantize_onnx import quantized_op_counts
 from edgeexport.runtimes import litert_interpreter, onnx_session
 from edgeexport.xnnpack_delegation import xnnpack_delegation
+
+from interleaved import interleaved  # bench/interleaved.py
 
 FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 MODELS = (("litert", "fp32"), ("litert", "int8"), ("onnxruntime", "fp32"),
@@ -81,16 +82,7 @@ def main() -> None:
         calls = {(f, rt, p): runner(rt, dirs[f] / f"model.{p}.{suffix[rt]}")
                  for f in families for rt, p in MODELS}
         load_before = os.getloadavg()
-        wall = {k: [] for k in calls}
-        cpu = {k: [] for k in calls}
-        for i in range(args.warmup + args.runs):
-            for key, call in calls.items():
-                w0, c0 = time.perf_counter(), time.thread_time()
-                call()
-                c1, w1 = time.thread_time(), time.perf_counter()
-                if i >= args.warmup:
-                    wall[key].append((w1 - w0) * 1e3)
-                    cpu[key].append((c1 - c0) * 1e3)
+        wall, cpu = interleaved(calls, args.runs, args.warmup)
         load_after = os.getloadavg()
         print(f"measured here: {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} cores, 1 thread per model, {args.runs} interleaved rounds after "
