@@ -21,8 +21,7 @@ from edgeexport.xnnpack_delegation import xnnpack_delegation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_speed import export, runner  # noqa: E402
-
-from interleaved import interleaved  # bench/interleaved.py
+from interleaved import interleaved  # noqa: E402
 
 
 def plain_int8(fp32_dir: Path, out: Path, family: str) -> None:

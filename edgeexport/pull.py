@@ -16,13 +16,10 @@ Every file is verified against the index's sha256 before anything is renamed int
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -30,9 +27,8 @@ from edgeexport.artifacts import (CARD, INDEX, ArtifactError, Estimates, Index, 
                                   Profile, Record, measurement_key)
 from edgeexport.errors import UserError
 from edgeexport.fileio import safe_relative, sha256
-from edgeexport.models import family_of_alias
 from edgeexport.records import Variant
-from edgeexport.report import REFERENCE_CSV
+from edgeexport.report import REFERENCE_CSV, reference_table
 from edgeexport.transfer import Expected, HashMismatch, Source, open_source, partial_path, verify
 
 # --format → (file name in the variant directory, precision, runtime measured for it)
@@ -44,7 +40,6 @@ FORMATS = {
     "fp32.onnx": ("model.fp32.onnx", "fp32", "onnxruntime"),
 }
 RECORD_LIMIT = 64 << 20  # an index or a JSON record larger than this is not one of ours
-REFERENCE_RUNTIME = "tflite"  # the table's TFLite rows: the runtime apps load these files in
 REFERENCE_LABEL = ("ImageNet top-1 (50,000 images) of Google's published {kind} checkpoint "
                    "for this architecture, run in TFLite by Krai for MLPerf Inference "
                    "(edgeexport/data/{csv}); not measured on the pulled weights")
@@ -145,14 +140,10 @@ def published_top1(variant: Variant, precision: str) -> float | None:
     """ImageNet top-1 (%) of the architecture from the shipped MLPerf reference table."""
     if variant.num_classes != 1000:
         return None  # not an ImageNet classifier: the published figure says nothing of it
-    text = (resources.files("edgeexport.data") / REFERENCE_CSV).read_text()
-    for row in csv.DictReader(io.StringIO(text)):
-        if (family_of_alias(row["model_family"]) == variant.family
-                and float(row["width_multiplier"]) == variant.alpha
-                and int(row["resolution"]) == variant.resolution
-                and row.get("runtime", REFERENCE_RUNTIME) == REFERENCE_RUNTIME
-                and (row["quantized"] == "true") == (precision == "int8")):
-            return float(row["top1_percent"])
+    for row in reference_table():
+        if (row["family"], row["alpha"], row["resolution"], row["precision"]) == (
+                variant.family, variant.alpha, variant.resolution, precision):
+            return row["top1"]
     return None
 
 
