@@ -50,11 +50,6 @@ class LayerError:
     tflite_db: float | None = None
     latency_ms: float | None = None
 
-    @property
-    def worst_db(self) -> float | None:
-        values = [v for v in (self.onnx_db, self.tflite_db) if v is not None]
-        return min(values) if values else None
-
 
 @dataclass
 class ErrorMap:
