@@ -2,11 +2,8 @@
 loads without writing any preprocessing of its own.
 
 - Input: RGB pixels, uint8 0–255, NHWC at the variant's resolution (scale 1, zero point 0).
-- The per-channel normalisation (x / 255 − mean) / std is part of the network: the PyTorch
-  module is wrapped with a per-channel multiply-add before conversion, so after static int8
-  quantization it becomes two integer elementwise ops (MUL, ADD) that run inside XNNPACK with
-  the rest of the graph. Folding it into the first convolution instead would be wrong at the
-  image border (zero padding in normalised space is not zero in pixel space).
+- The per-channel normalisation (x / 255 − mean) / std is part of the network: a MUL and an
+  ADD put in front of ``model.fp32.tflite`` (tflite_pixel_input), quantized with the rest.
 - Output: the class logits, uint8 (dequantize with the output's scale and zero point); no
   softmax, as in every other file of the export.
 - TFLite Metadata embedded (edgeexport.tflite_metadata), labels as an associated file.
@@ -17,7 +14,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from edgeexport.app_card import AppTflite
 from edgeexport.imagesets import ImageSet, Preprocessing
@@ -29,22 +25,6 @@ from edgeexport.validate import Comparison, compare
 
 APP_TFLITE = "model.app.tflite"
 PIXEL_QUANTIZATION = (1.0, 0)  # uint8 input: real value = (q − 0) × 1 = the pixel
-
-
-class PixelInput(torch.nn.Module):
-    """``model`` fed RGB pixels in [0, 255]: x = pixel × multiply + add per channel."""
-
-    def __init__(self, model: torch.nn.Module, prep: Preprocessing):
-        super().__init__()
-        mean, std = np.asarray(prep.mean, np.float64), np.asarray(prep.std, np.float64)
-        self.model = model
-        self.register_buffer("multiply", torch.tensor(1 / (255 * std), dtype=torch.float32)
-                             .reshape(1, 3, 1, 1))
-        self.register_buffer("add", torch.tensor(-mean / std, dtype=torch.float32)
-                             .reshape(1, 3, 1, 1))
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(pixels * self.multiply + self.add)
 
 
 def to_pixels(images: ImageSet | np.ndarray, prep: Preprocessing) -> np.ndarray:
@@ -83,18 +63,20 @@ def xnnpack_partitions(path: Path) -> dict:
     return {"partitions": len(delegates), "outside_delegate": outside}
 
 
-def build_app_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
+def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
                      held_out: ImageSet, reference: np.ndarray, staging: Path, method: str,
                      check_int8: Callable, describe: dict,
                      int8_file: Path) -> tuple[Path, Comparison, AppTflite]:
-    """Convert, quantize, give uint8 pixel I/O, embed metadata, validate against PyTorch.
-    ``describe``: name/description/version/author/license/labels for the metadata."""
-    from edgeexport.tflite_export import convert_fp32, quantize_int8
+    """Pixel input on the fp32 file, quantize, give uint8 pixel I/O, embed metadata, validate
+    against PyTorch. ``describe``: name/description/version/author/license/labels for the
+    metadata."""
+    from edgeexport.tflite_export import quantize_int8
     from edgeexport.tflite_metadata import ModelDescription, embed_metadata
+    from edgeexport.tflite_pixel_input import pixel_input
     from edgeexport.tflite_uint8 import uint8_interface
 
-    wrapped = PixelInput(model, prep).eval()
-    fp32 = convert_fp32(wrapped, prep.resolution, staging / "app.fp32.tflite")
+    fp32 = staging / "app.fp32.tflite"
+    write_bytes(fp32, pixel_input(fp32_file.read_bytes(), prep.mean, prep.std))
     pixels = to_pixels(calib, prep).transpose(0, 3, 1, 2).astype(np.float32)
     int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", method)
     fp32.unlink()

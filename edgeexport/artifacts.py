@@ -365,6 +365,7 @@ class BuildRecord(Record):
     variant: Variant
     files: dict[str, FileEntry]
     farm: Placement | None = None  # which farm workers exported and measured it (--farm)
+    inputs: dict[str, str] = field(default_factory=dict)  # the key's parts, each a digest
 
 
 @dataclass

@@ -61,6 +61,7 @@ class BuildOutcome:
     built: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)  # variant → why it was (re)built
     seconds: float = 0.0
     device_error: str | None = None  # the board became unusable; later variants not measured
 
@@ -132,31 +133,56 @@ def calibration_digest(calib: Path | None) -> str:
     return digest.hexdigest()
 
 
-def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str) -> str:
+@dataclass(frozen=True)
+class CacheKey:
+    """A variant's inputs, each as a digest, and their hash: the key its build.json carries.
+    Kept apart in build.json, the inputs say which one changed (`build --dry-run`)."""
+    inputs: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        return _digest(self.inputs)
+
+
+def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str) -> CacheKey:
     from edgeexport.versions import tool_versions
     weights = weights_for(variant, plan.weights_dir)
-    # The target file's text, and for `local` the CPU detected here.
-    target = json.dumps([plan.target.source, plan.target.cpu], sort_keys=True)
     parts = {"variant": variant.to_json(), "weights": sha256(weights) if weights else None,
              "calibration": calib_digest, "tools": tool_versions(), "source": source,
-             "target": hashlib.sha256(target.encode()).hexdigest(), "formats": plan.formats}
+             # The target file's text, and for `local` the CPU detected here.
+             "target": [plan.target.source, plan.target.cpu], "formats": list(plan.formats)}
     if plan.device is not None:  # measured on a board: not interchangeable with a local build
         parts["device"] = plan.device.name
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return CacheKey({name: _digest(value) for name, value in parts.items()})
 
 
-def is_complete(directory: Path, key: str) -> bool:
-    """build.json with this key and schema, and every file it lists present with its sha256.
-    A missing, stale, corrupt or hostile build.json (paths outside the directory) means: not
-    complete, rebuild."""
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def rebuild_reason(directory: Path, key: CacheKey) -> str | None:
+    """None when the directory is complete for this key: its build.json carries the key and
+    every file it lists is there with its sha256. Otherwise why it must be rebuilt; a missing,
+    stale, corrupt or hostile build.json (paths outside the directory) included."""
+    if not (directory / BuildRecord.FILE).exists():
+        return "not built yet"
     try:
         record = read_record(directory, BuildRecord)
-        if record.cache_key != key:
-            return False
-        return all(sha256(safe_relative(directory, name)) == entry.sha256
-                   for name, entry in record.files.items())
-    except (ArtifactError, ValueError, OSError):
-        return False
+    except ArtifactError:
+        return f"{BuildRecord.FILE} unreadable or of another edgeexport version"
+    if record.cache_key != key.key:
+        changed = sorted(name for name in key.inputs.keys() | record.inputs.keys()
+                         if key.inputs.get(name) != record.inputs.get(name))
+        return f"changed: {', '.join(changed)}" if record.inputs else "built from other inputs"
+    for name, entry in record.files.items():
+        try:
+            if sha256(safe_relative(directory, name)) != entry.sha256:
+                return f"{name}: sha256 differs from {BuildRecord.FILE}"
+        except ValueError:
+            return f"{BuildRecord.FILE} lists a path outside the variant ({name!r})"
+        except OSError:
+            return f"{name}: missing"
+    return None
 
 
 def is_exported(directory: Path, key: str) -> bool:
@@ -218,7 +244,7 @@ def measure_variant(target: Target, directory: Path) -> dict[str, Measured]:
     return measured
 
 
-def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str,
+def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: CacheKey,
                  measured: dict[str, Measured], farm: Placement | None = None) -> None:
     """Write the measurements and the target's estimates, then seal the directory with
     build.json (``farm``: which farm workers exported and measured it)."""
@@ -232,14 +258,15 @@ def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: str,
     write_record(directory, Estimates(estimates))
     files = {p.name: FileEntry(**file_entry(p)) for p in sorted(directory.iterdir())
              if p.is_file() and p.name != BuildRecord.FILE and not p.name.startswith(".")}
-    write_record(directory, BuildRecord(cache_key=key, variant=variant, files=files, farm=farm))
+    write_record(directory, BuildRecord(cache_key=key.key, inputs=key.inputs, variant=variant,
+                                        files=files, farm=farm))
 
 
 class Runner(Protocol):
     """Where a build's exports and measurements run: here (LocalRunner) or on a Dask farm
     (edgeexport.farm.FarmRunner). Planning, caching, locking and the index stay in run_build."""
 
-    def run(self, plan: BuildPlan, root: Path, todo: list[Variant], keys: dict[str, str],
+    def run(self, plan: BuildPlan, root: Path, todo: list[Variant], keys: dict[str, CacheKey],
             on_event: Callable[[str, str, str], None]) -> Iterator[tuple[Variant, str | None]]:
         """Export, measure and seal every variant of ``todo`` into root/<id>/; yield each
         variant with None once sealed, or with a one-line reason once it failed."""
@@ -256,7 +283,7 @@ class LocalRunner:
         from edgeexport.device import DeviceError, measure_on_device
         failed: dict[Variant, str] = {}
         # Exported by an earlier run that lost its board before measuring them: measure only.
-        ready = [v for v in todo if is_exported(root / v.id, keys[v.id])]
+        ready = [v for v in todo if is_exported(root / v.id, keys[v.id].key)]
         exported = _export_all([v for v in todo if v not in ready], plan, root, failed,
                                on_event, keys)
         yield from failed.items()
@@ -280,24 +307,34 @@ class LocalRunner:
                 yield v, one_line(e)
 
 
+def plan_build(plan: BuildPlan) -> tuple[dict[str, CacheKey], dict[str, str | None]]:
+    """Each variant's cache key, and why it must be (re)built (None: complete, cached)."""
+    root = plan.out / plan.target.name
+    calib_digest = calibration_digest(plan.calib)
+    source = source_digest()
+    keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
+    return keys, {v.id: rebuild_reason(root / v.id, keys[v.id]) for v in plan.variants}
+
+
 def run_build(plan: BuildPlan,
               on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None,
               runner: Runner | None = None) -> BuildOutcome:
-    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed.
-    ``runner``: where exports and measurements run (default: here, LocalRunner)."""
+    """on_event(variant_id, stage, detail): stage in cached/rebuild (detail: why)/export/
+    exported/measure/done/failed. ``runner``: where exports and measurements run (default:
+    here, LocalRunner)."""
     start = time.perf_counter()
     outcome = BuildOutcome()
     root = plan.out / plan.target.name
     with build_lock(root):
-        calib_digest = calibration_digest(plan.calib)
-        source = source_digest()
-        keys = {v.id: cache_key(v, plan, calib_digest, source) for v in plan.variants}
+        keys, reasons = plan_build(plan)
         todo = []
         for v in plan.variants:
-            if is_complete(root / v.id, keys[v.id]):
+            if reasons[v.id] is None:
                 outcome.cached.append(v.id)
                 on_event(v.id, "cached", "")
             else:
+                outcome.reasons[v.id] = reasons[v.id]
+                on_event(v.id, "rebuild", reasons[v.id])
                 todo.append(v)
         if plan.device is not None and todo:  # an unusable board: no work
             from edgeexport.device import board_facts
@@ -319,7 +356,7 @@ def run_build(plan: BuildPlan,
 
 
 def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[Variant, str],
-                on_event, keys: dict[str, str]) -> list[Variant]:
+                on_event, keys: dict[str, CacheKey]) -> list[Variant]:
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
     context = multiprocessing.get_context("spawn")
@@ -332,7 +369,7 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[V
             v = futures[future]
             try:
                 future.result()
-                write_json(root / v.id / EXPORTED, {"cache_key": keys[v.id]})
+                write_json(root / v.id / EXPORTED, {"cache_key": keys[v.id].key})
                 exported.append(v)
                 on_event(v.id, "exported", "")
             except Exception as e:  # one variant's failure must not stop the others

@@ -20,6 +20,7 @@ import contextlib
 import io
 import math
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,10 +167,13 @@ def tflite_errors(fp32: Path, int8: Path, inputs_nchw: np.ndarray) -> dict[str, 
     samples = [{spec["inputs"][0]: x.transpose(1, 2, 0)[None].astype(np.float32)}
                for x in inputs_nchw]
     sqnr = validation_utils.ValidationErrorMetric.SNR  # the metric slot; our function fills it
-    result = model_validator.compare_model(
-        fp32.read_bytes(), int8.read_bytes(), {signature: samples}, error_metrics=[sqnr],
-        compare_fns=[lambda target, reference: _mean_sqnr([reference], [target])],
-        use_xnnpack=False, num_threads=1)
+    with warnings.catch_warnings():
+        # Keeping every intermediate tensor is the point here, not a debugging leftover.
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors")
+        result = model_validator.compare_model(
+            fp32.read_bytes(), int8.read_bytes(), {signature: samples}, error_metrics=[sqnr],
+            compare_fns=[lambda target, reference: _mean_sqnr([reference], [target])],
+            use_xnnpack=False, num_threads=1)
     tensors = result.get_signature_comparison_result(signature).intermediate_tensors
     return {k: v[sqnr.value] for k, v in tensors.items()}
 

@@ -21,10 +21,9 @@ ADD: s_in/s_out in [2⁻¹⁰, 256)); a HARD_SWISH whose scales fall outside is 
 """
 from __future__ import annotations
 
-import flatbuffers
 import numpy as np
 
-from edgeexport.tflite_uint8 import _inline_buffers
+from edgeexport.tflite_edit import opcode, pack, unpack
 
 H_SCALE, H_ZERO = 1.0 / 255.0, -128  # int8 [-128, 127] ↔ exactly [0, 1]
 MUL_PRODUCT_SCALE = (1.0 / 65536.0, 256.0)
@@ -34,7 +33,7 @@ ADD_SCALE = (1.0 / 1024.0, 256.0)
 def delegable_hard_swish(data: bytes) -> tuple[bytes, int]:
     """The model with its int8 HARD_SWISH ops rewritten, and how many were rewritten."""
     from ai_edge_litert import schema_py_generated as schema
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    model = unpack(data)
     rewritten = 0
     for graph in model.subgraphs:
         ops = []
@@ -51,10 +50,7 @@ def delegable_hard_swish(data: bytes) -> tuple[bytes, int]:
         graph.operators = ops
     if not rewritten:
         return data, 0
-    _inline_buffers(model, data)
-    builder = flatbuffers.Builder(len(data) + 65536)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output()), rewritten
+    return pack(model, len(data)), rewritten
 
 
 class _Rewriter:
@@ -148,26 +144,12 @@ class _Rewriter:
     def _op(self, builtin: int, version: int, inputs: list, outputs: list, options,
             options_type: int | None = None):
         op = self.s.OperatorT()
-        op.opcodeIndex = self._opcode(builtin, version)
+        op.opcodeIndex = opcode(self.model, builtin, version)
         op.inputs, op.outputs = [int(i) for i in inputs], [int(i) for i in outputs]
         op.builtinOptions = options
         op.builtinOptionsType = (options_type if options_type is not None
                                  else self.s.BuiltinOptions.MulOptions)
         return op
-
-    def _opcode(self, builtin: int, version: int) -> int:
-        """The model's own code for this op if it has one (its version covers int8 already),
-        else a new one at the int8 version."""
-        for index, code in enumerate(self.model.operatorCodes):
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-                code.version = max(code.version, version)
-                return index
-        code = self.s.OperatorCodeT()
-        code.builtinCode, code.deprecatedBuiltinCode = builtin, min(builtin, 127)
-        code.version = version
-        self.model.operatorCodes.append(code)
-        return len(self.model.operatorCodes) - 1
-
 
 def _per_tensor_int8(tensor, schema) -> bool:
     q = tensor.quantization

@@ -112,20 +112,15 @@ def embed_metadata(model_bytes: bytes, d: ModelDescription) -> tuple[bytes, dict
     a summary for card.json."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from edgeexport.tflite_uint8 import _inline_buffers
-    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
-    _inline_buffers(model, model_bytes)
+    from edgeexport.tflite_edit import add_buffer, pack, unpack
+    model = unpack(model_bytes)
     graph = model.subgraphs[0]
     num_classes = int(graph.tensors[graph.outputs[0]].shape[-1])
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(model_metadata(d, num_classes), np.uint8)
-    model.buffers.append(buffer)
     entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    entry.name = METADATA_NAME
+    entry.buffer = add_buffer(model, np.frombuffer(model_metadata(d, num_classes), np.uint8))
     model.metadata = [m for m in (model.metadata or []) if m.name != METADATA_NAME] + [entry]
-    builder = flatbuffers.Builder(len(model_bytes) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    data = bytes(builder.Output())
+    data = pack(model, len(model_bytes))
     if d.labels is not None:
         data = _append_files(data, {LABELS_FILE: "\n".join(d.labels) + "\n"})
     return data, {

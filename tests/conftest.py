@@ -91,22 +91,32 @@ def collapsing_v3(dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def exported(dataset, trained, tmp_path_factory):
-    """family → (model, export directory, card) of `edgeexport export` on the trained net."""
+def labels_file(tmp_path_factory):
     from tests.synthetic_data import CLASSES
+    path = tmp_path_factory.mktemp("labels") / "labels.txt"
+    path.write_text("\n".join(CLASSES) + "\n")
+    return path
+
+
+def export_args(family, weights, dataset, labels, out):
+    """`edgeexport export` of a trained fixture network, as the `exported` fixture runs it."""
     from tests.trained import ALPHA, RES
+    return ["export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
+            "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
+            "--labels", labels, "--target", "rpi4", "--out", out]
+
+
+@pytest.fixture(scope="session")
+def exported(dataset, trained, labels_file, tmp_path_factory):
+    """family → (model, export directory, card) of `edgeexport export` on the trained net."""
     cache = {}
-    labels = tmp_path_factory.mktemp("labels") / "labels.txt"
-    labels.write_text("\n".join(CLASSES) + "\n")
 
     def get(family):
         if family not in cache:
             model, weights = trained(family)
             out = tmp_path_factory.mktemp(f"{family}-export")
-            card = json.loads(run_cli(
-                "export", family, "--alpha", ALPHA, "--resolution", RES, "--num-classes", 4,
-                "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
-                "--labels", labels, "--target", "rpi4", "--out", out, "--json").stdout)
+            card = json.loads(run_cli(*export_args(family, weights, dataset, labels_file, out),
+                                      "--json").stdout)
             cache[family] = (model, out, card)
         return cache[family]
     return get

@@ -10,9 +10,10 @@ from edgeexport.imagesets import list_images
 from tests.conftest import run_cli
 from tests.synthetic_data import CLASSES
 from edgeexport.models import family as get_family
-from tests.trained import FAMILIES, RES, inputs_for
+from tests.trained import FAMILIES, RES, inputs_for, litert_outputs
 
-MIN_AGREEMENT = 0.98
+MIN_AGREEMENT = 0.98  # two runtimes, one int8 file
+MIN_INT8_AGREEMENT = 0.9  # int8 file against the fp32 network
 
 
 def pytorch_top1_full_frame(model, family, files) -> np.ndarray:
@@ -69,16 +70,27 @@ def app_sized_images(dataset, tmp_path_factory):
 def test_mediapipe_classifies_the_app_file_with_its_embedded_labels(
         family, exported, app_sized_images, image_classifier):
     import mediapipe as mp
+    from PIL import Image
     model, out, card = exported(family)
     classifier = image_classifier(out / "model.app.tflite")
     files = app_sized_images
     # The caller writes no preprocessing: the PNG's RGB bytes go in as decoded.
-    names = [classifier.classify(mp.Image.create_from_file(str(path)))
-             .classifications[0].categories[0].category_name for path in files]
+    names = np.array([classifier.classify(mp.Image.create_from_file(str(path)))
+                      .classifications[0].categories[0].category_name for path in files])
     assert set(names) <= set(CLASSES), names[:5]  # the names come from the embedded labels
-    reference = [CLASSES[i] for i in pytorch_top1_full_frame(model, family, files)]
-    agreement = np.mean(np.array(names) == np.array(reference))
-    assert agreement >= MIN_AGREEMENT, f"{family}: MediaPipe agrees with PyTorch on {agreement}"
+    # The same file and pixels in the plain LiteRT interpreter: MediaPipe must add nothing
+    # (no normalisation of its own, labels in the file's order).
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB"), np.float32) for p in files])
+    litert = np.array(CLASSES)[litert_outputs(out / "model.app.tflite",
+                                              pixels.transpose(0, 3, 1, 2)).argmax(1)]
+    same_file = np.mean(names == litert)
+    assert same_file >= MIN_AGREEMENT, f"{family}: MediaPipe agrees with LiteRT on {same_file}"
+    # Against the fp32 network: int8 flips some borderline predictions of these tiny nets
+    # (V3-Large: 8 of 200 in one CI run); wrong labels or pixels would agree on ~1 in 4.
+    reference = np.array(CLASSES)[pytorch_top1_full_frame(model, family, files)]
+    agreement = np.mean(names == reference)
+    assert agreement >= MIN_INT8_AGREEMENT, f"{family}: MediaPipe agrees with PyTorch on " \
+                                            f"{agreement}"
 
 
 @pytest.mark.parametrize("family", ["mobilenet_v2", "mobilenet_v3_small"])

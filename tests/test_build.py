@@ -56,6 +56,10 @@ def test_second_build_rebuilds_nothing(built):
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/model.*")} == before
 
 
+def _dry_run(out, *args):
+    return json.loads(run_cli("build", *args, "--out", out, "--dry-run", "--json").stdout)
+
+
 def test_a_damaged_variant_is_rebuilt_alone(built, tmp_path):
     """One byte changed, size unchanged: only the hash can tell."""
     out, _ = built
@@ -65,21 +69,30 @@ def test_a_damaged_variant_is_rebuilt_alone(built, tmp_path):
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
+    why = "model.int8.tflite: sha256 differs from build.json"
+    assert _dry_run(copy, *GRID)["would_build"] == {IDS[1]: why}
     _, summary = _build(copy)
-    assert summary["built"] == [IDS[1]]
+    assert summary["built"] == [IDS[1]] and summary["reasons"] == {IDS[1]: why}
     assert sorted(summary["cached"]) == sorted(set(IDS) - {IDS[1]})
     assert sha256(model) == sha256(out / "rpi4" / IDS[1] / "model.int8.tflite")
 
 
-@pytest.mark.parametrize("damage", ["hostile path", "other schema", "not json", "one byte"])
-def test_is_complete_says_rebuild_for_any_damaged_record(built, tmp_path, damage):
+@pytest.mark.parametrize("damage,why", [
+    ("hostile path", "outside the variant ('../../etc/passwd')"),
+    ("other schema", "unreadable or of another edgeexport version"),
+    ("not json", "unreadable or of another edgeexport version"),
+    ("one byte", "card.json: sha256 differs"),
+    ("no record", "not built yet")])
+def test_any_damaged_record_means_rebuild_and_says_why(built, tmp_path, damage, why):
     """Before: a build.json listing '../x' raised out of is_complete and aborted the build."""
-    from edgeexport.build import is_complete
+    from edgeexport.build import CacheKey, rebuild_reason
     out, _ = built
     directory = tmp_path / IDS[0]
     shutil.copytree(out / "rpi4" / IDS[0], directory)
     record = json.loads((directory / "build.json").read_text())
-    assert is_complete(directory, record["cache_key"])
+    key = CacheKey(record["inputs"])
+    assert key.key == record["cache_key"]  # the key is the hash of the inputs it records
+    assert rebuild_reason(directory, key) is None
     if damage == "hostile path":
         record["files"]["../../etc/passwd"] = record["files"].pop("card.json")
     elif damage == "other schema":
@@ -87,9 +100,12 @@ def test_is_complete_says_rebuild_for_any_damaged_record(built, tmp_path, damage
     elif damage == "one byte":
         card = directory / "card.json"
         card.write_bytes(card.read_bytes().replace(b'"target"', b'"tarGet"'))
-    (directory / "build.json").write_text("{not json" if damage == "not json"
-                                          else json.dumps(record))
-    assert is_complete(directory, record["cache_key"]) is False
+    if damage == "no record":
+        (directory / "build.json").unlink()
+    else:
+        (directory / "build.json").write_text("{not json" if damage == "not json"
+                                              else json.dumps(record))
+    assert why in rebuild_reason(directory, key)
 
 
 def test_a_second_build_into_the_same_directory_is_refused(built, tmp_path):
@@ -110,17 +126,15 @@ def test_a_second_build_into_the_same_directory_is_refused(built, tmp_path):
 
 
 def test_changed_calibration_set_rebuilds(built, tmp_path):
+    """Said by --dry-run, which builds nothing (a rebuild itself: the damaged variant above)."""
     out, _ = built
-    copy = tmp_path / "dist"
-    shutil.copytree(out, copy)
     from tests.synthetic_data import write_dataset
     calib = write_dataset(tmp_path / "calib", 3, 80, seed=5)
-    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
-                   "--resolution", "64", "--calib", calib, "--out", copy, "--json")
-    summary = json.loads(proc.stdout)
-    assert summary["built"] == IDS[:1] and summary["cached"] == []
-    card = json.loads((copy / "rpi4" / IDS[0] / "card.json").read_text())
-    assert card["calibration"]["synthetic"] is False
+    before = sorted(p.name for p in (out / "rpi4").rglob("*"))
+    plan = _dry_run(out, *GRID, "--calib", calib)
+    assert plan["would_build"] == {vid: "changed: calibration" for vid in IDS}
+    assert plan["cached"] == []
+    assert sorted(p.name for p in (out / "rpi4").rglob("*")) == before
 
 
 def test_a_failing_variant_does_not_stop_the_others(built, tmp_path):
@@ -181,11 +195,13 @@ def test_weights_directory_with_any_spelling_of_alpha(trained, dataset, tmp_path
     shutil.copy(weights, wdir / "mobilenet_v1_0.50.pt")
     proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.5",
                    "--resolution", "64", "--num-classes", "4", "--weights", wdir,
-                   "--calib", dataset["train"], "--out", tmp_path / "dist", "--json")
+                   "--calib", dataset["train"], "--formats", "onnx", "--out", tmp_path / "dist",
+                   "--json")
     assert json.loads(proc.stdout)["built"] == ["mobilenet_v1_0.5_64"]
     directory = tmp_path / "dist" / "rpi4" / "mobilenet_v1_0.5_64"
     card = json.loads((directory / "card.json").read_text())
     assert card["weights"]["sha256"] == sha256(weights)
+    assert card["calibration"]["synthetic"] is False  # the build passed --calib on
     x = inputs_for("mobilenet_v1", dataset["eval"]).inputs[:8]
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
@@ -238,12 +254,10 @@ def test_report_html_renders_its_plots_in_a_real_browser(built, tmp_path):
 
 def test_changed_target_file_rebuilds(built, tmp_path):
     out, _ = built
-    copy = tmp_path / "dist"
-    shutil.copytree(out, copy)
     from edgeexport.targets import load_target
     board = tmp_path / "rpi4.toml"
     board.write_text(load_target("rpi4").source.replace("load_w = 7.0", "load_w = 7.5"))
-    proc = run_cli("build", "--target", board, "--models", "mobilenet_v1", "--alpha", "0.25",
-                   "--resolution", "64", "--out", copy, "--json")
-    summary = json.loads(proc.stdout)
-    assert summary["built"] == [IDS[0]] and summary["cached"] == []
+    grid = ["--target", board, *GRID[2:]]
+    assert _dry_run(out, *grid)["would_build"] == {vid: "changed: target" for vid in IDS}
+    board.write_text(load_target("rpi4").source)
+    assert _dry_run(out, *grid)["would_build"] == {}  # the same text under another path

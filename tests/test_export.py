@@ -17,7 +17,7 @@ from edgeexport.analysis import analyze
 from edgeexport.fileio import sha256
 from edgeexport.models import create_model, family as get_family
 from edgeexport.records import Variant
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, export_args, run_cli
 from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
                            ort_outputs)
 
@@ -50,19 +50,21 @@ def test_export_validates_against_pytorch(family, exported, dataset):
     assert card["validation"]["onnx_fp32_vs_pytorch"]["top1_reference"] >= 0.7
 
 
-def test_export_without_weights_is_flagged(tmp_path):
-    """A random network: files are written and fp32 validated, int8 drift only reported."""
-    card = json.loads(run_cli("export", "mobilenet_v3_small", "--alpha", ALPHA, "--resolution",
-                              RES, "--target", "rpi4", "--out", tmp_path, "--json").stdout)
+def test_export_without_weights_is_flagged(built):
+    """A random network (the shared build passes no --weights and no --calib): files are
+    written and fp32 validated, int8 drift only reported."""
+    dist, _ = built
+    variant = dist / "rpi4" / "mobilenet_v3_small_0.25_64"
+    card = json.loads((variant / "card.json").read_text())
     # The two fp32 files, run in two runtimes on an input of the test's own, agree.
-    x = np.random.default_rng(7).standard_normal((4, 3, RES, RES)).astype(np.float32)
-    onnx_out = ort_outputs(tmp_path / "model.fp32.onnx", x)
-    tflite_out = litert_outputs(tmp_path / "model.fp32.tflite", x)
+    x = np.random.default_rng(7).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    onnx_out = ort_outputs(variant / "model.fp32.onnx", x)
+    tflite_out = litert_outputs(variant / "model.fp32.tflite", x)
     assert np.abs(onnx_out - tflite_out).max() <= 1e-4 * max(1, np.abs(onnx_out).max())
     assert card["tolerances"]["int8_enforced"] is False
     assert any("random network" in w for w in card["warnings"])
     assert card["calibration"]["synthetic"] is True
-    assert (tmp_path / "model.int8.tflite").is_file()
+    assert (variant / "model.int8.tflite").is_file()
 
 
 def test_int8_drift_is_detected_not_shipped(dataset, collapsing_v3, tmp_path_factory):
@@ -150,14 +152,12 @@ def test_quantized_node_counts_reported(exported):
     assert counts["Add"]["quantized"] == 10 and counts["Add"]["float"] == 0
 
 
-def test_export_is_deterministic(exported, dataset, trained, tmp_path):
+def test_export_is_deterministic(exported, dataset, trained, labels_file, tmp_path):
     _, first, _ = exported("mobilenet_v1")
     _, weights = trained("mobilenet_v1")
-    run_cli("export", "mobilenet_v1", "--alpha", ALPHA, "--resolution", RES, "--num-classes",
-            4, "--weights", weights, "--calib", dataset["train"], "--eval", dataset["eval"],
-            "--target", "rpi4", "--out", tmp_path)
+    run_cli(*export_args("mobilenet_v1", weights, dataset, labels_file, tmp_path))
     for name in ("model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite",
-                 "model.int8.tflite", "card.json"):
+                 "model.int8.tflite", "model.app.tflite", "card.json"):
         assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
 
 

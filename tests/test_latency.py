@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
+from tests.conftest import BUILD_IDS, ROOT, assert_one_line_error, run_cli, run_json
 
 FULL = [("mobilenet_v1", "fp32"), ("mobilenet_v2", "fp32"), ("mobilenet_v3_large", "fp32"),
         ("mobilenet_v3_small", "fp32"), ("mobilenet_v1", "int8"), ("mobilenet_v2", "int8")]
@@ -62,10 +62,9 @@ def test_corrupt_tflite_is_a_clear_error(tmp_path, full_size_exports):
     assert_one_line_error(run_cli("profile", bad_onnx, check=False), "onnx")
 
 
-def test_truncated_tflite_from_an_export(tmp_path):
-    out = tmp_path / "export"
-    run_cli("export", "mobilenet_v1", "-a", "0.25", "-r", "64", "--out", out)
-    data = (out / "model.int8.tflite").read_bytes()
+def test_truncated_tflite_from_an_export(built, tmp_path):
+    dist, _ = built
+    data = (dist / "rpi4" / BUILD_IDS[0] / "model.int8.tflite").read_bytes()
     truncated = tmp_path / "truncated.tflite"
     truncated.write_bytes(data[: len(data) // 3])
     assert_one_line_error(run_cli("profile", truncated, check=False), "truncated.tflite")

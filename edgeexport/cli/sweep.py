@@ -39,12 +39,14 @@ from edgeexport.records import MIN_RESOLUTION
 @click.option("--farm-timeout", type=click.FloatRange(min=0, min_open=True),
               default=60.0, show_default=True,
               help="seconds to wait for the scheduler, or for a worker able to run a stage")
+@click.option("--dry-run", is_flag=True,
+              help="say which variants would be (re)built and why; build nothing")
 @device_options
 @json_option
 def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
-          farm, farm_timeout, device_spec, ssh_config, as_json):
+          farm, farm_timeout, dry_run, device_spec, ssh_config, as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
-    from edgeexport.build import BuildPlan, default_grid, run_build
+    from edgeexport.build import BuildPlan, default_grid, plan_build, run_build
     if weights is not None and not weights.is_dir():
         raise UserError(f"--weights {weights}: not a directory")
     if calib is not None:
@@ -57,11 +59,24 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
                      device=resolve_device(device_spec, ssh_config, target))
     if farm and plan.device is not None:
         raise UserError(f"--farm and a device ({plan.device.name}): measure on one or the other")
+    root = out / target.name
+    if dry_run:
+        _, reasons = plan_build(plan)
+        todo = {vid: why for vid, why in reasons.items() if why is not None}
+        if as_json:
+            print_json({"target": target.name, "out": str(root), "variants": len(reasons),
+                        "would_build": todo,
+                        "cached": [vid for vid, why in reasons.items() if why is None]})
+        else:
+            for vid, why in todo.items():
+                click.echo(f"{vid}: {why}")
+            click.echo(f"{len(todo)} to build, {len(reasons) - len(todo)} unchanged → {root}")
+        return
     with BuildProgress(plan, enabled=not as_json) as on_event:
         outcome = run_build(plan, on_event, _farm_runner(farm, farm_timeout))
-    root = out / target.name
     summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
+               "reasons": outcome.reasons,
                "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
                "device_error": outcome.device_error,
                "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
