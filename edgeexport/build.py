@@ -36,9 +36,12 @@ if TYPE_CHECKING:
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 PROFILE_RUNS, PROFILE_WARMUP = 30, 5
 LOCK_FILE = ".build.lock"
-# Written beside a finished export with its cache key: a build stopped before measuring it
-# (a board lost mid-build) measures it on the rerun without exporting it again.
+# Written beside a finished export with the key of what shaped its files (every input but
+# where it is measured): a build stopped before measuring it (a board lost mid-build) measures
+# it on the rerun without exporting it again, and `build --device` measures the exports of a
+# local build on a board without exporting them again.
 EXPORTED = ".exported.json"
+MEASUREMENT_ONLY = ("device",)  # inputs that change the measurements, not the files
 # Modules that do not shape a variant's files: changing them rebuilds nothing.
 NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py",
                "transfer.py", "quant_report.py", "board_report.py", "build_measurements.py"}
@@ -143,6 +146,10 @@ class CacheKey:
     def key(self) -> str:
         return _digest(self.inputs)
 
+    @property
+    def export_key(self) -> str:
+        return _digest({k: v for k, v in self.inputs.items() if k not in MEASUREMENT_ONLY})
+
 
 def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str) -> CacheKey:
     from edgeexport.versions import tool_versions
@@ -185,10 +192,11 @@ def rebuild_reason(directory: Path, key: CacheKey) -> str | None:
     return None
 
 
-def is_exported(directory: Path, key: str) -> bool:
-    """An export of this key whose card lists every file, each present with its sha256."""
+def is_exported(directory: Path, key: CacheKey) -> bool:
+    """An export of these inputs whose card lists every file, each present with its sha256."""
     try:
-        if json.loads((directory / EXPORTED).read_text("utf-8")).get("cache_key") != key:
+        if json.loads((directory / EXPORTED).read_text("utf-8")).get("export_key") != \
+                key.export_key:
             return False
         card = read_record(directory, Card)
         return bool(card.files) and all(sha256(safe_relative(directory, name)) == e.sha256
@@ -282,8 +290,9 @@ class LocalRunner:
     def run(self, plan, root, todo, keys, on_event):
         from edgeexport.device import DeviceError, measure_on_device
         failed: dict[Variant, str] = {}
-        # Exported by an earlier run that lost its board before measuring them: measure only.
-        ready = [v for v in todo if is_exported(root / v.id, keys[v.id].key)]
+        # Exported by an earlier run (which lost its board before measuring them, or measured
+        # them elsewhere): measure only.
+        ready = [v for v in todo if is_exported(root / v.id, keys[v.id])]
         exported = _export_all([v for v in todo if v not in ready], plan, root, failed,
                                on_event, keys)
         yield from failed.items()
@@ -319,9 +328,8 @@ def plan_build(plan: BuildPlan) -> tuple[dict[str, CacheKey], dict[str, str | No
 def run_build(plan: BuildPlan,
               on_event: Callable[[str, str, str], None] = lambda v, stage, detail: None,
               runner: Runner | None = None) -> BuildOutcome:
-    """on_event(variant_id, stage, detail): stage in cached/rebuild (detail: why)/export/
-    exported/measure/done/failed. ``runner``: where exports and measurements run (default:
-    here, LocalRunner)."""
+    """on_event(variant_id, stage, detail): stage in cached/export/exported/measure/done/failed.
+    ``runner``: where exports and measurements run (default: here, LocalRunner)."""
     start = time.perf_counter()
     outcome = BuildOutcome()
     root = plan.out / plan.target.name
@@ -334,7 +342,6 @@ def run_build(plan: BuildPlan,
                 on_event(v.id, "cached", "")
             else:
                 outcome.reasons[v.id] = reasons[v.id]
-                on_event(v.id, "rebuild", reasons[v.id])
                 todo.append(v)
         if plan.device is not None and todo:  # an unusable board: no work
             from edgeexport.device import board_facts
@@ -369,7 +376,7 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[V
             v = futures[future]
             try:
                 future.result()
-                write_json(root / v.id / EXPORTED, {"cache_key": keys[v.id].key})
+                write_json(root / v.id / EXPORTED, {"export_key": keys[v.id].export_key})
                 exported.append(v)
                 on_event(v.id, "exported", "")
             except Exception as e:  # one variant's failure must not stop the others

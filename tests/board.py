@@ -119,7 +119,7 @@ class Board:
         self.sshd_config.write_text("\n".join(lines) + "\n")
 
     def _write_client_config(self) -> None:
-        common = [f"  HostName 127.0.0.1", f"  User {self.account}", "  IdentitiesOnly yes",
+        common = ["  HostName 127.0.0.1", f"  User {self.account}", "  IdentitiesOnly yes",
                   f"  UserKnownHostsFile {self.root / 'known_hosts'}",
                   "  GlobalKnownHostsFile /dev/null", "  StrictHostKeyChecking yes"]
         hosts = {**{alias: (port, "client_ed25519") for alias, port in self.ports.items()},

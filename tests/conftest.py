@@ -56,6 +56,43 @@ def torchvision_models():
             sys.modules["torchvision"] = saved
 
 
+# ---- work that needs nothing the tests make, started when the session begins ----
+
+class EarlyWork:
+    """Fixture name → its result. What a collected test needs is started on a thread when the
+    session begins (builds of random networks, venv installs: subprocesses the thread waits
+    on), so it runs while the networks train; anything else is started when first asked."""
+
+    def __init__(self, makers: dict, needed: set[str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        self.pool = ThreadPoolExecutor(max_workers=3)
+        self.makers = makers
+        self.futures = {name: self.pool.submit(make) for name, make in makers.items()
+                        if name in needed}
+
+    def get(self, name: str):
+        if name not in self.futures:
+            self.futures[name] = self.pool.submit(self.makers[name])
+        return self.futures[name].result()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def early(request, tmp_path_factory, board_root):
+    from tests.trained import FAMILIES
+    needed = {name for item in request.session.items for name in item.fixturenames}
+    dist, dist128, source = (tmp_path_factory.mktemp(n) for n in ("dist", "dist128", "source"))
+    full = {f: tmp_path_factory.mktemp(f"{f}-full-width") for f in FAMILIES}
+    work = EarlyWork({  # in the order they start: installs first (network-bound), then builds
+        "device_venv": lambda: _device_venv(board_root / "device-venv", source / "edgeexport"),
+        "tflite_runtime_python": _tflite_runtime_venv,
+        "built": lambda: _build(dist, BUILD_GRID),
+        "built_128": lambda: _build(dist128, BUILD_128_GRID),
+        "full_size_exports": lambda: {f: _export_full_width(f, out) for f, out in full.items()},
+    }, needed)
+    yield work
+    work.pool.shutdown(cancel_futures=True)
+
+
 # ---- shared across test files: trained once, exported once per test run ----
 
 @pytest.fixture(scope="session")
@@ -108,18 +145,38 @@ def export_args(family, weights, dataset, labels, out):
 
 @pytest.fixture(scope="session")
 def exported(dataset, trained, labels_file, tmp_path_factory):
-    """family → (model, export directory, card) of `edgeexport export` on the trained net."""
-    cache = {}
+    """family → (model, export directory, card) of `edgeexport export` on the trained net.
+    On first use every family is trained in turn and its export started in the background: an
+    export (mostly one core) runs while the next network trains."""
+    from tests.trained import FAMILIES
+    running, done = {}, {}
 
-    def get(family):
-        if family not in cache:
+    def start_all():
+        for family in FAMILIES:
             model, weights = trained(family)
             out = tmp_path_factory.mktemp(f"{family}-export")
-            card = json.loads(run_cli(*export_args(family, weights, dataset, labels_file, out),
-                                      "--json").stdout)
-            cache[family] = (model, out, card)
-        return cache[family]
-    return get
+            args = [*EDGEEXPORT, *map(str, export_args(family, weights, dataset, labels_file,
+                                                        out)), "--json"]
+            logs = out.parent / f"{out.name}.stdout", out.parent / f"{out.name}.stderr"
+            with open(logs[0], "w") as stdout, open(logs[1], "w") as stderr:
+                running[family] = (model, out, logs,
+                                   subprocess.Popen(args, stdout=stdout, stderr=stderr))
+
+    def get(family):
+        if family not in done:
+            if not running:
+                start_all()
+            model, out, (stdout, stderr), proc = running[family]
+            if proc.wait() != 0:
+                raise AssertionError(f"edgeexport export {family} exited {proc.returncode}:\n"
+                                     f"{stderr.read_text()}")
+            done[family] = (model, out, json.loads(stdout.read_text()))
+        return done[family]
+    yield get
+    for *_, proc in running.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # A small real build, shared by the build and pull tests: V1 and V3-Small α 0.25 at 64/96 px.
@@ -129,26 +186,39 @@ BUILD_IDS = ["mobilenet_v1_0.25_64", "mobilenet_v1_0.25_96", "mobilenet_v3_small
              "mobilenet_v3_small_0.25_96"]
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    """(dist directory, build summary) of `edgeexport build` on BUILD_GRID, once per run."""
-    out = tmp_path_factory.mktemp("dist")
-    proc = run_cli("build", *BUILD_GRID, "--out", out, "--json", "--jobs", "2")
+# V1 α 0.25 and 0.5 at 128 px: variants the MLPerf reference table has a top-1 for (pull).
+BUILD_128_GRID = ["--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25,0.5",
+                  "--resolution", "128"]
+
+
+def _build(out: Path, grid: list[str]) -> tuple[Path, dict]:
+    proc = run_cli("build", *grid, "--out", out, "--json", "--jobs", "2")
     return out, json.loads(proc.stdout)
 
 
-@pytest.fixture(scope="session")
-def full_size_exports(tmp_path_factory):
-    """Full-size (α 1.0, 224 px) ONNX exports, untrained: latency does not depend on weights."""
-    cache = {}
+def _export_full_width(family: str, out: Path) -> Path:
+    run_cli("export", family, "--resolution", 96, "--formats", "onnx", "--out", out)
+    return out
 
-    def get(family):
-        if family not in cache:
-            out = tmp_path_factory.mktemp(f"{family}-224")
-            run_cli("export", family, "--formats", "onnx", "--out", out)
-            cache[family] = out
-        return cache[family]
-    return get
+
+@pytest.fixture(scope="session")
+def built(early):
+    """(dist directory, build summary) of `edgeexport build` on BUILD_GRID, once per run."""
+    return early.get("built")
+
+
+@pytest.fixture(scope="session")
+def built_128(early):
+    """The dist directory of a build of BUILD_128_GRID."""
+    return early.get("built_128")[0]
+
+
+@pytest.fixture(scope="session")
+def full_size_exports(early):
+    """Full-width (α 1.0: every layer's published channel count) ONNX exports at 96 px,
+    untrained: the profile's structure depends on neither the weights nor the resolution."""
+    exports = early.get("full_size_exports")
+    return lambda family: exports[family]
 
 
 # tflite-runtime 2.14, the last release Raspberry Pi OS users keep: its own venv (numpy < 2),
@@ -156,8 +226,7 @@ def full_size_exports(tmp_path_factory):
 TFLITE_RUNTIME_PINS = ("tflite-runtime==2.14.0", "numpy==1.26.4")
 
 
-@pytest.fixture(scope="session")
-def tflite_runtime_python():
+def _tflite_runtime_venv() -> Path:
     venv = ROOT / ".venv" / "tflite-runtime-2.14"
     marker = venv / ".installed"
     python = venv / "bin" / "python"
@@ -167,6 +236,11 @@ def tflite_runtime_python():
                        check=True)
         marker.write_text(" ".join(TFLITE_RUNTIME_PINS))
     return python
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python(early):
+    return early.get("tflite_runtime_python")
 
 
 # ---- "the board": a device venv without torch, served by a real sshd on loopback ----
@@ -208,15 +282,18 @@ def board_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def device_venv(board_root, tmp_path_factory):
-    """A venv with only `edgeexport[device]` (non-editable, no torch), as on a Raspberry Pi."""
-    root = board_root / "device-venv"
-    source = _source_copy(tmp_path_factory.mktemp("source") / "edgeexport")
+def _device_venv(root: Path, source: Path) -> Path:
+    _source_copy(source)
     subprocess.run([_board_python(), "-m", "venv", root], check=True)
     subprocess.run([root / "bin" / "python", "-m", "pip", "install", "-q",
                     "-c", ROOT / "constraints.txt", f"{source}[device]"], check=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def device_venv(early):
+    """A venv with only `edgeexport[device]` (non-editable, no torch), as on a Raspberry Pi."""
+    return early.get("device_venv")
 
 
 OLD_VERSION = "0.0.1"

@@ -154,30 +154,29 @@ def test_a_failing_variant_does_not_stop_the_others(built, tmp_path):
     assert [v["id"] for v in index["variants"]] == IDS[:2]
 
 
-def test_interrupted_build_resumes_where_it_stopped(built, tmp_path):
-    """On a copy of a finished build with two variants to redo: killed once the first of them
-    is sealed, the rerun redoes only the unsealed ones and leaves the sealed ones untouched."""
-    out, _ = built
-    copy = tmp_path / "dist"
-    shutil.copytree(out, copy)
-    redo = IDS[2:]
-    for vid in redo:
-        shutil.rmtree(copy / "rpi4" / vid)
-    proc = subprocess.Popen([*EDGEEXPORT, "build", *GRID, "--out", str(copy), "--json"],
+def test_interrupted_build_resumes_where_it_stopped(tmp_path):
+    """Killed (SIGKILL, the whole process group) once the first variant is sealed, the rerun
+    redoes only the unsealed ones and leaves the sealed ones untouched. ONNX-only variants:
+    the build's bookkeeping is under test here, not the files."""
+    ids = ["mobilenet_v1_0.25_64", "mobilenet_v1_0.25_80", "mobilenet_v1_0.25_96"]
+    grid = ["--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
+            "--resolution", "64,80,96", "--formats", "onnx"]
+    out = tmp_path / "dist"
+    proc = subprocess.Popen([*EDGEEXPORT, "build", *grid, "--out", str(out), "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 600
-    while time.time() < deadline and not any((copy / "rpi4" / v / "build.json").exists()
-                                             for v in redo):
-        time.sleep(0.2)
+    while time.time() < deadline and not list(out.glob("rpi4/*/build.json")):
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = sorted(p.parent.name for p in (copy / "rpi4").glob("*/build.json"))
-    assert set(IDS[:2]) <= set(done) and len(done) == 3
-    sealed = {p: p.stat().st_mtime_ns for d in done for p in (copy / "rpi4" / d).iterdir()}
-    _, summary = _build(copy, "--jobs", "2")
+    done = sorted(p.parent.name for p in out.glob("rpi4/*/build.json"))
+    assert 1 <= len(done) < len(ids), done
+    sealed = {p: p.stat().st_mtime_ns for d in done for p in (out / "rpi4" / d).iterdir()}
+    proc = run_cli("build", *grid, "--out", out, "--json")
+    summary = json.loads(proc.stdout)
     assert sorted(summary["cached"]) == done
-    assert sorted(summary["built"]) == sorted(set(IDS) - set(done))
+    assert sorted(summary["built"]) == sorted(set(ids) - set(done))
     assert {p: p.stat().st_mtime_ns for p in sealed} == sealed
 
 

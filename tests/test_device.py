@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.board import ACCOUNT
-from tests.conftest import EDGEEXPORT, OLD_VERSION, assert_one_line_error, run_cli
+from tests.conftest import (BUILD_GRID, BUILD_IDS, EDGEEXPORT, OLD_VERSION,
+                            assert_one_line_error, run_cli)
 
-IDS = ["mobilenet_v1_0.25_64", "mobilenet_v1_0.25_80", "mobilenet_v1_0.25_96"]
-GRID = ["--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
-        "--resolution", "64,80,96", "--formats", "onnx,tflite"]
+GRID, IDS = BUILD_GRID, BUILD_IDS
 SFTP_SESSION = "Starting session: subsystem 'sftp'"  # sshd's own log line per SFTP session
 
 
@@ -91,30 +90,38 @@ def test_board_faults_are_one_line_naming_the_board(board, alias, needles, tmp_p
     assert not built.exists() or not [p for p in built.iterdir() if p.is_dir()]
 
 
+def _sealed_on_the_board(out: Path) -> list[str]:
+    """Variants whose build.json (read as plain JSON) records the board among its inputs."""
+    return sorted(p.parent.name for p in (out / "rpi4").glob("*/build.json")
+                  if "device" in json.loads(p.read_text()).get("inputs", {}))
+
+
 @pytest.fixture(scope="module")
-def board_build(board, tmp_path_factory):
-    """A build measured on the board whose sshd is killed (listener, connections and the
-    commands under them) as soon as the first variant is sealed; then sshd is back and the
-    same build is run again."""
+def board_build(built, board, tmp_path_factory):
+    """The shared local build, measured again on the board (its exports reused: the files
+    do not depend on where they are measured), with the board's sshd killed (listener,
+    connections and the commands under them) as soon as the first variant is sealed; then
+    sshd is back and the same build is run again."""
     out = tmp_path_factory.mktemp("board-dist")
-    argv = [*EDGEEXPORT, "build", *GRID, "--out", str(out), "--jobs", "2", "--device", "board",
+    shutil.copytree(built[0], out, dirs_exist_ok=True)
+    local = {p: p.stat().st_mtime_ns for p in (out / "rpi4").glob("*/model.*")}
+    argv = [*EDGEEXPORT, "build", *GRID, "--out", str(out), "--device", "board",
             *map(str, _ssh(board)), "--json"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 900
-    while time.time() < deadline and proc.poll() is None \
-            and not list((out / "rpi4").glob("*/build.json")):
+    while time.time() < deadline and proc.poll() is None and not _sealed_on_the_board(out):
         time.sleep(0.05)
     board.kill()
     stdout, stderr = proc.communicate(timeout=600)
     first = {"returncode": proc.returncode, "stderr": stderr,
              "summary": json.loads(stdout) if stdout.strip() else None,
-             "sealed": sorted(p.parent.name for p in (out / "rpi4").glob("*/build.json"))}
+             "sealed": _sealed_on_the_board(out), "local_exports": local}
     first["mtimes"] = {p: p.stat().st_mtime_ns for d in first["sealed"]
                        for p in (out / "rpi4" / d).iterdir()}
     first["exports"] = {p: p.stat().st_mtime_ns for p in (out / "rpi4").glob("*/model.*")
                         if p.parent.name not in first["sealed"]}
     board.start()
-    second = json.loads(run_cli("build", *GRID, "--out", out, "--jobs", "2", "--device", "board",
+    second = json.loads(run_cli("build", *GRID, "--out", out, "--device", "board",
                                 *_ssh(board), "--json").stdout)
     return out, first, second
 
@@ -134,9 +141,11 @@ def test_a_board_lost_mid_build_keeps_what_was_measured_and_a_rerun_resumes(boar
     index = json.loads((out / "rpi4" / "index.json").read_text())
     # The rerun: the measured variant untouched, the others measured now.
     assert second["cached"] == IDS[:1] and second["built"] == IDS[1:]
-    # The unmeasured variants were exported once: the rerun only measured them.
-    assert len(first["exports"]) == 4 * len(IDS[1:])
+    # Nothing was exported again, by either run: the local build's files were measured.
+    assert len(first["exports"]) == 5 * len(IDS[1:])
     assert {p: p.stat().st_mtime_ns for p in first["exports"]} == first["exports"]
+    assert {p: p.stat().st_mtime_ns for p in first["local_exports"]} == first["local_exports"]
+    assert first["summary"]["reasons"] == {vid: "changed: device" for vid in IDS}
     assert second["failed"] == {} and second["device_error"] is None
     assert {p: p.stat().st_mtime_ns for p in first["mtimes"]} == first["mtimes"]
     assert index["failed"] == {}  # the index was rewritten by the rerun
@@ -171,7 +180,7 @@ def test_report_shows_the_board_beside_the_estimate_and_its_error(board_build):
     md = (root / "report.md").read_text()
     assert "MEASURED on board board by its own edgeexport over SSH" in md
     assert "int8 p50 on board board (ms)" in md and "(int8, measured on board board)" in md
-    table = [line for line in md.splitlines() if line.startswith("| mobilenet_v1_0.25_")]
+    table = [line for line in md.splitlines() if line.startswith("| mobilenet_")]
     head = next(line for line in md.splitlines() if line.startswith("| variant"))
     cols = [c.strip() for c in head.strip("|").split("|")]
     index = json.loads((root / "index.json").read_text())

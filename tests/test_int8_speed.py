@@ -8,13 +8,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
 from torch import nn
 
-from tests.trained import FAMILIES, RES, cosine, inputs_for
+from tests.trained import FAMILIES, cosine, inputs_for
 
 
 def litert_listing(path: Path):

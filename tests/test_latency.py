@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import BUILD_IDS, ROOT, assert_one_line_error, run_cli, run_json
+from tests.conftest import BUILD_IDS, assert_one_line_error, run_cli, run_json
 
 FULL = [("mobilenet_v1", "fp32"), ("mobilenet_v2", "fp32"), ("mobilenet_v3_large", "fp32"),
         ("mobilenet_v3_small", "fp32"), ("mobilenet_v1", "int8"), ("mobilenet_v2", "int8")]

@@ -49,15 +49,6 @@ def server(built):
         yield s
 
 
-@pytest.fixture(scope="module")
-def built_128(tmp_path_factory):
-    """V1 α 0.25 and 0.5 at 128 px: variants the MLPerf reference table has a top-1 for."""
-    out = tmp_path_factory.mktemp("dist128")
-    run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25,0.5",
-            "--resolution", "128", "--out", out, "--jobs", "2", "--json")
-    return out
-
-
 def test_pull_by_id_over_http_gives_the_served_bytes(built, server, tmp_path):
     dist, _ = built
     vid = "mobilenet_v1_0.25_96"
