@@ -40,7 +40,7 @@ endif
 ifeq ($(SSHD),)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
 endif
-	TORCHVISION_REFERENCE=$(TVREF) $(BIN)/python -m pytest -q
+	TORCHVISION_REFERENCE=$(TVREF) $(BIN)/python -m pytest -q --durations=15
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/int8_speed.py

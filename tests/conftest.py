@@ -27,6 +27,32 @@ def run_json(*args, **kw):
     return json.loads(run_cli(*args, "--json", **kw).stdout)
 
 
+class Started:
+    """An `edgeexport` command started in the background (output to files, so that no pipe
+    fills while nobody reads it); ``result()`` waits for it like run_cli."""
+
+    def __init__(self, args, logs: Path) -> None:
+        self.args = [str(a) for a in args]
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+            self.proc = subprocess.Popen([*EDGEEXPORT, *self.args], stdout=stdout, stderr=stderr)
+
+    def result(self, check=True) -> subprocess.CompletedProcess:
+        done = subprocess.CompletedProcess(self.args, self.proc.wait(),
+                                           (self.logs / "stdout").read_text(),
+                                           (self.logs / "stderr").read_text())
+        if check and done.returncode != 0:
+            raise AssertionError(f"edgeexport {' '.join(self.args)} exited "
+                                 f"{done.returncode}:\n{done.stderr}")
+        return done
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def assert_one_line_error(proc, *needles):
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -120,19 +146,28 @@ def trained(dataset, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def collapsing_v3(dataset, tmp_path_factory):
-    """(model, weights.pt) of a V3-Large trained 250 steps at a constant rate 2e-3: heavy-tailed
-    activations that plain int8 cannot hold (cosine far below 0.98), trained once per run."""
-    from tests.trained import train_and_save
-    return train_and_save("mobilenet_v3_large", dataset, tmp_path_factory.mktemp("immature"),
-                          250, lr=2e-3, schedule="constant")
-
-
-@pytest.fixture(scope="session")
-def labels_file(tmp_path_factory):
-    from tests.synthetic_data import CLASSES
-    path = tmp_path_factory.mktemp("labels") / "labels.txt"
-    path.write_text("\n".join(CLASSES) + "\n")
-    return path
+    """name → (model, export directory, finished `edgeexport export`) of a V3-Large trained 250
+    steps at a constant rate 2e-3: heavy-tailed activations that plain int8 cannot hold (cosine
+    far below 0.98). Trained once per run; its three exports start together in the
+    background: "refused" (--no-repair), "beyond_budget" (the repair runs its budget) and
+    "plain" (--min-cosine 0: plain int8 ships)."""
+    from tests.trained import ALPHA, RES, train_and_save
+    model, weights = train_and_save("mobilenet_v3_large", dataset,
+                                     tmp_path_factory.mktemp("immature"), 250, lr=2e-3,
+                                     schedule="constant")
+    common = ["export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
+              "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
+              "--eval", dataset["eval"]]
+    extra = {"refused": ["--no-repair"], "beyond_budget": ["--target", "rpi4"],
+             "plain": ["--target", "rpi4", "--min-cosine", 0, "--json"]}
+    started = {}
+    for name, args in extra.items():
+        out = tmp_path_factory.mktemp(f"collapsing-{name}")
+        started[name] = (out, Started([*common, *args, "--out", out],
+                                      tmp_path_factory.mktemp(f"collapsing-{name}-logs")))
+    yield lambda name: (model, started[name][0], started[name][1].result(check=False))
+    for _, job in started.values():
+        job.stop()
 
 
 def export_args(family, weights, dataset, labels, out):
@@ -143,40 +178,38 @@ def export_args(family, weights, dataset, labels, out):
             "--labels", labels, "--target", "rpi4", "--out", out]
 
 
+# Exports of a trained network besides the plain one, by name: their extra arguments.
+EXPORT_VARIANTS = {"mobilenet_v1": {"again": []},  # determinism: the same export once more
+                   "mobilenet_v2": {"uint8": ["--tflite-io", "uint8"]}}
+
+
 @pytest.fixture(scope="session")
 def exported(dataset, trained, labels_file, tmp_path_factory):
-    """family → (model, export directory, card) of `edgeexport export` on the trained net.
-    On first use every family is trained in turn and its export started in the background: an
-    export (mostly one core) runs while the next network trains."""
+    """(family, name="plain") → (model, export directory, card) of `edgeexport export` on the
+    trained net (other names: EXPORT_VARIANTS). On first use every family is trained in turn
+    and its exports started in the background: they run while the next network trains."""
     from tests.trained import FAMILIES
     running, done = {}, {}
 
     def start_all():
         for family in FAMILIES:
             model, weights = trained(family)
-            out = tmp_path_factory.mktemp(f"{family}-export")
-            args = [*EDGEEXPORT, *map(str, export_args(family, weights, dataset, labels_file,
-                                                        out)), "--json"]
-            logs = out.parent / f"{out.name}.stdout", out.parent / f"{out.name}.stderr"
-            with open(logs[0], "w") as stdout, open(logs[1], "w") as stderr:
-                running[family] = (model, out, logs,
-                                   subprocess.Popen(args, stdout=stdout, stderr=stderr))
+            for name, extra in {"plain": [], **EXPORT_VARIANTS.get(family, {})}.items():
+                out = tmp_path_factory.mktemp(f"{family}-{name}-export")
+                running[family, name] = (model, out, Started(
+                    [*export_args(family, weights, dataset, labels_file, out), *extra, "--json"],
+                    tmp_path_factory.mktemp(f"{family}-{name}-logs")))
 
-    def get(family):
-        if family not in done:
+    def get(family, name="plain"):
+        if (family, name) not in done:
             if not running:
                 start_all()
-            model, out, (stdout, stderr), proc = running[family]
-            if proc.wait() != 0:
-                raise AssertionError(f"edgeexport export {family} exited {proc.returncode}:\n"
-                                     f"{stderr.read_text()}")
-            done[family] = (model, out, json.loads(stdout.read_text()))
-        return done[family]
+            model, out, job = running[family, name]
+            done[family, name] = (model, out, json.loads(job.result().stdout))
+        return done[family, name]
     yield get
-    for *_, proc in running.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    for *_, job in running.values():
+        job.stop()
 
 
 # A small real build, shared by the build and pull tests: V1 and V3-Small α 0.25 at 64/96 px.

@@ -17,7 +17,7 @@ from edgeexport.analysis import analyze
 from edgeexport.fileio import sha256
 from edgeexport.models import create_model, family as get_family
 from edgeexport.records import Variant
-from tests.conftest import assert_one_line_error, export_args, run_cli
+from tests.conftest import assert_one_line_error, run_cli
 from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
                            ort_outputs)
 
@@ -67,15 +67,11 @@ def test_export_without_weights_is_flagged(built):
     assert (variant / "model.int8.tflite").is_file()
 
 
-def test_int8_drift_is_detected_not_shipped(dataset, collapsing_v3, tmp_path_factory):
+def test_int8_drift_is_detected_not_shipped(dataset, collapsing_v3):
     """An under-trained V3 (250 steps, constant rate) has heavy-tailed activations that no
     int8 range fits: with --no-repair the export must refuse it, say where, and write
     nothing (without the flag it is repaired: test_int8_repair.py)."""
-    model, weights = collapsing_v3
-    out = tmp_path_factory.mktemp("refused")
-    proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
-                   "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
-                   "--eval", dataset["eval"], "--no-repair", "--out", out, check=False)
+    model, out, proc = collapsing_v3("refused")
     assert proc.returncode == 1
     assert_one_line_error(proc, "drifts", "cosine", "heaviest-tailed")
     assert list(out.iterdir()) == []
@@ -152,27 +148,23 @@ def test_quantized_node_counts_reported(exported):
     assert counts["Add"]["quantized"] == 10 and counts["Add"]["float"] == 0
 
 
-def test_export_is_deterministic(exported, dataset, trained, labels_file, tmp_path):
+def test_export_is_deterministic(exported):
+    """Two runs of the same export (in two processes) write the same bytes."""
     _, first, _ = exported("mobilenet_v1")
-    _, weights = trained("mobilenet_v1")
-    run_cli(*export_args("mobilenet_v1", weights, dataset, labels_file, tmp_path))
+    _, again, _ = exported("mobilenet_v1", "again")
     for name in ("model.fp32.onnx", "model.int8.onnx", "model.fp32.tflite",
                  "model.int8.tflite", "model.app.tflite", "card.json"):
-        assert (tmp_path / name).read_bytes() == (first / name).read_bytes(), name
+        assert (again / name).read_bytes() == (first / name).read_bytes(), name
 
 
-def test_uint8_tflite_interface(dataset, trained, tmp_path):
-    model, weights = trained("mobilenet_v2")
-    card = json.loads(run_cli(
-        "export", "mobilenet_v2", "--alpha", ALPHA, "--resolution", RES,
-        "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
-        "--eval", dataset["eval"], "--tflite-io", "uint8", "--out", tmp_path, "--json").stdout)
+def test_uint8_tflite_interface(exported, dataset):
+    model, out, card = exported("mobilenet_v2", "uint8")
     spec = card["tflite"]["int8"]
     assert spec["input"]["dtype"] == "uint8" and spec["output"]["dtype"] == "uint8"
     evalset = inputs_for("mobilenet_v2", dataset["eval"])
     with torch.no_grad():
         reference = model(torch.from_numpy(evalset.inputs)).numpy()
-    assert cosine(litert_outputs(tmp_path / "model.int8.tflite", evalset.inputs), reference) >= 0.99
+    assert cosine(litert_outputs(out / "model.int8.tflite", evalset.inputs), reference) >= 0.99
 
 
 def test_card_input_recipe_reproduces_the_quantized_input(exported, dataset):

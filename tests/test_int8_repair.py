@@ -15,30 +15,20 @@ from tests.trained import ALPHA, RES, inputs_for
 
 
 @pytest.fixture(scope="session")
-def plain_int8_v3(dataset, collapsing_v3, tmp_path_factory):
+def plain_int8_v3(collapsing_v3):
     """The collapsing V3 exported with --min-cosine 0: plain int8 ships (nothing to repair),
     so its error map is the map of plain int8."""
-    model, weights = collapsing_v3
-    out = tmp_path_factory.mktemp("plain-v3")
-    card = json.loads(run_cli(
-        "export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
-        "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
-        "--eval", dataset["eval"], "--target", "rpi4", "--min-cosine", 0, "--out", out,
-        "--json").stdout)
-    return model, out, card
+    model, out, proc = collapsing_v3("plain")
+    assert proc.returncode == 0, proc.stderr
+    return model, out, json.loads(proc.stdout)
 
 
-def test_collapsing_v3_repair_budget_is_stated_and_enforced(dataset, collapsing_v3,
-                                                            tmp_path_factory):
+def test_collapsing_v3_repair_budget_is_stated_and_enforced(collapsing_v3):
     """Measured on this V3: plain int8 cosine 0.62 (hard-sigmoid fix on); all activations at
     16 bits still only 0.77, and 48 layers in float 0.84: its int8 error is spread over the
     whole network (and its weights), not held by a few layers. So the repair runs its budget
     and refuses in one line, naming each attempt, with nothing written."""
-    _, weights = collapsing_v3
-    out = tmp_path_factory.mktemp("beyond-budget")
-    proc = run_cli("export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
-                   "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
-                   "--eval", dataset["eval"], "--target", "rpi4", "--out", out, check=False)
+    _, out, proc = collapsing_v3("beyond_budget")
     assert_one_line_error(proc, "drifts", "up to 16 sensitive layers", "did not repair it")
     tried = re.findall(r"(\d+) layers → ([\d.]+)", proc.stderr)
     assert [int(n) for n, _ in tried] == [1, 2, 4, 8, 16]
