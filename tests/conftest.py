@@ -170,6 +170,14 @@ def collapsing_v3(dataset, tmp_path_factory):
         job.stop()
 
 
+@pytest.fixture(scope="session")
+def labels_file(tmp_path_factory):
+    from tests.synthetic_data import CLASSES
+    path = tmp_path_factory.mktemp("labels") / "labels.txt"
+    path.write_text("\n".join(CLASSES) + "\n")
+    return path
+
+
 def export_args(family, weights, dataset, labels, out):
     """`edgeexport export` of a trained fixture network, as the `exported` fixture runs it."""
     from tests.trained import ALPHA, RES
