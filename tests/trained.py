@@ -3,6 +3,9 @@ check exported files independently of edgeexport's own code. The session fixture
 ``conftest.py`` train and export each family once per test run; every test file shares them."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -17,6 +20,12 @@ ALPHA, RES = 0.5, 64
 # 100× the median image's) and int8 collapsed to cosine 0.35; converged, it keeps ≥ 0.99.
 TRAIN_STEPS = {"mobilenet_v1": 300, "mobilenet_v2": 300, "mobilenet_v3_large": 400,
                "mobilenet_v3_small": 1500}
+# Threads per training (the summation order, hence the weights, depend on it; one thread
+# leaves the other core to the exports and builds running beside it). Short trainings are
+# chaotic: on one thread V3-Large's int8 ONNX collapsed (cosine 0.85 after 400 steps, 0.95
+# after 800; on two, 400 steps hold 0.996) and V2's fp32 top-1 fell to 0.90 with int8 1.5
+# points off it; V1 and V3-Small hold on one.
+TRAIN_THREADS = {"mobilenet_v2": 2, "mobilenet_v3_large": 2}
 
 
 def inputs_for(family, directory, resolution=RES):
@@ -26,15 +35,29 @@ def inputs_for(family, directory, resolution=RES):
 
 def train_and_save(family, dataset, directory, steps, **recipe):
     data = inputs_for(family, dataset["train"])
-    # One thread: the other core is left to the exports and builds running beside training
-    # (two threads on a shared core spin-wait; one trains nearly as fast on an idle machine).
-    torch.set_num_threads(1)
+    torch.set_num_threads(TRAIN_THREADS.get(family, 1))
     torch.manual_seed(0)
     model = train(create_model(family, ALPHA, len(CLASSES)), data.inputs, data.labels, steps,
                   **recipe)
     path = directory / "weights.pt"
     torch.save(model.state_dict(), path)
     return model, path
+
+
+def load_trained(family, weights):
+    model = create_model(family, ALPHA, len(CLASSES))
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    return model.eval()
+
+
+def main(argv: list[str]) -> None:
+    """python -m tests.trained FAMILY STEPS DATASET OUT [lr=… schedule=…]: train on
+    DATASET/train, write OUT/weights.pt (the session fixtures train in such processes)."""
+    family, steps, data, out, *recipe = argv
+    options = dict(item.split("=", 1) for item in recipe)
+    if "lr" in options:
+        options["lr"] = float(options["lr"])
+    train_and_save(family, {"train": Path(data) / "train"}, Path(out), int(steps), **options)
 
 
 def ort_outputs(path, inputs):
@@ -68,3 +91,7 @@ def litert_outputs(path, inputs_nchw):
 
 def cosine(a, b):
     return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
