@@ -22,7 +22,7 @@ import torch
 
 from edgeexport.models import create_model, family as get_family
 from edgeexport.runtimes import litert_interpreter
-from edgeexport.tflite_export import _per_op_layout, convert_fp32, quiet
+from edgeexport.tflite_export import convert_fp32, per_op_layout, quiet
 from edgeexport.tflite_pixel_input import normalisation_constants, pixel_input
 
 
@@ -67,7 +67,7 @@ def calibrate_and_quantize(fp32: Path, nhwc: np.ndarray, mode) -> tuple[float, b
         seconds = time.perf_counter() - start
         qsvs = cal.get_model_qsvs()
         if mode == calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED:
-            qsvs = _per_op_layout(qsvs, interpreter)
+            qsvs = per_op_layout(qsvs, interpreter)
         result = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8()).quantize(
             qsvs, enable_progress_report=False)
     return seconds, bytes(result.quantized_model)

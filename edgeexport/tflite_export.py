@@ -77,7 +77,7 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
         cal = calibrator.Calibrator(str(fp32_path), num_threads=1, qsv_update_func=update,
                                     mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
         cal.calibrate({signature: samples}, manager)
-        qsvs, config = _per_op_layout(cal.get_model_qsvs(), interpreter), recipe.static_wi8_ai8()
+        qsvs, config = per_op_layout(cal.get_model_qsvs(), interpreter), recipe.static_wi8_ai8()
         if plan is not None:
             qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
         q = quantizer.Quantizer(str(fp32_path), config)
@@ -90,8 +90,8 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     return path
 
 
-def _per_op_layout(qsvs: dict, interpreter) -> dict:
-    """Ranges from the profiler-based calibrator (min/max tracked in C++: ~20× faster than the
+def per_op_layout(qsvs: dict, interpreter) -> dict:
+    """Ranges from the profiler-based calibrator (min/max tracked in C++: ~17× faster than the
     default calibrator, which keeps every tensor and reads it back in Python) in the layout the
     default one gives: float32, one axis per tensor dimension. With MinMax ranges the quantizer
     then writes the same bytes as after the default calibrator (checked on all four families);
