@@ -88,8 +88,9 @@ def torchvision_models():
 
 class EarlyWork:
     """Fixture name → its result. What a collected test needs is started on a thread when the
-    session begins (builds of random networks, venv installs: subprocesses the thread waits
-    on), so it runs while the networks train; anything else is started when first asked."""
+    session begins (trainings, builds of random networks, venv installs: subprocesses the
+    thread waits on), so that it all runs side by side; anything else starts when first
+    asked for."""
 
     def __init__(self, makers: dict, needed: set[str]) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -137,7 +138,7 @@ COLLAPSING_STEPS, COLLAPSING_RECIPE = 250, ("lr=2e-3", "schedule=constant")
 
 
 def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str):
-    """Train in a process of its own (one thread): the networks train side by side."""
+    """Train in a process of its own (on TRAIN_THREADS): the networks train side by side."""
     def train() -> Path:
         # Passive OpenMP threads sleep rather than spin when another process holds a core.
         proc = subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps),
