@@ -181,12 +181,18 @@ def rebuild_reason(directory: Path, key: CacheKey) -> str | None:
         changed = sorted(name for name in key.inputs.keys() | record.inputs.keys()
                          if key.inputs.get(name) != record.inputs.get(name))
         return f"changed: {', '.join(changed)}" if record.inputs else "built from other inputs"
-    for name, entry in record.files.items():
+    return _files_differ(directory, record.files, BuildRecord.FILE)
+
+
+def _files_differ(directory: Path, files: dict[str, FileEntry], listed_in: str) -> str | None:
+    """None when every listed file is in the directory with its sha256; else the first that is
+    not (a path outside the directory included)."""
+    for name, entry in files.items():
         try:
             if sha256(safe_relative(directory, name)) != entry.sha256:
-                return f"{name}: sha256 differs from {BuildRecord.FILE}"
+                return f"{name}: sha256 differs from {listed_in}"
         except ValueError:
-            return f"{BuildRecord.FILE} lists a path outside the variant ({name!r})"
+            return f"{listed_in} lists a path outside the variant ({name!r})"
         except OSError:
             return f"{name}: missing"
     return None
@@ -199,10 +205,9 @@ def is_exported(directory: Path, key: CacheKey) -> bool:
                 key.export_key:
             return False
         card = read_record(directory, Card)
-        return bool(card.files) and all(sha256(safe_relative(directory, name)) == e.sha256
-                                        for name, e in card.files.items())
     except (ArtifactError, ValueError, OSError, AttributeError):
         return False
+    return bool(card.files) and _files_differ(directory, card.files, Card.FILE) is None
 
 
 @contextlib.contextmanager
