@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeexport.app_card import AppTflite
 from edgeexport.imagesets import ImageSet, Preprocessing
+from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
 from edgeexport.runtimes import dequantize, litert_interpreter
@@ -65,9 +66,10 @@ def xnnpack_partitions(path: Path) -> dict:
 
 def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
                      held_out: ImageSet, reference: np.ndarray, staging: Path, method: str,
-                     check_int8: Callable, describe: dict,
-                     int8_file: Path) -> tuple[Path, Comparison, AppTflite]:
-    """Pixel input on the fp32 file, quantize, give uint8 pixel I/O, embed metadata, validate
+                     check_int8: Callable, describe: dict, int8_file: Path,
+                     plan: PrecisionPlan | None) -> tuple[Path, Comparison, AppTflite]:
+    """Pixel input on the fp32 file, quantize with ``int8_file``'s precision plan (its
+    hard-sigmoid ranges and repaired layers), give uint8 pixel I/O, embed metadata, validate
     against PyTorch. ``describe``: name/description/version/author/license/labels for the
     metadata."""
     from edgeexport.tflite_export import quantize_int8
@@ -78,7 +80,7 @@ def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
     fp32 = staging / "app.fp32.tflite"
     write_bytes(fp32, pixel_input(fp32_file.read_bytes(), prep.mean, prep.std))
     pixels = to_pixels(calib, prep).transpose(0, 3, 1, 2).astype(np.float32)
-    int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", method)
+    int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", method, plan)
     fp32.unlink()
     data = uint8_interface(int8.read_bytes(), input_quantization=PIXEL_QUANTIZATION)
     int8.unlink()

@@ -49,11 +49,20 @@ class PrecisionPlan:
 
     # ---- ai-edge-quantizer ----
 
-    def tflite_keep_regex(self, tensor_names, layer_names) -> str | None:
-        """A regex matching the op scopes of the kept modules (ai-edge-quantizer's scope: the
-        op's output tensor names, each followed by ``;``)."""
+    def tflite_keep_regex(self, interpreter, layer_names) -> str | None:
+        """A regex matching the op scopes of the kept modules and of the ops reading their
+        outputs (ai-edge-quantizer's scope: the op's output tensor names, each followed by
+        ``;``). The readers are kept too: an int8 reader would requantize the 16-bit tensor
+        to 8 bits over the same range, and the fine steps would be lost before they are
+        used (onnxruntime's reader takes the 16-bit tensor as it is)."""
+        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
         known = module_prefixes(layer_names)
-        kept = sorted({t for t in tensor_names if tflite_layer(t, known) in self.keep})
+        ops = interpreter._get_ops_details()
+        written = {names[o] for op in ops for o in op["outputs"]
+                   if tflite_layer(names[o], known) in self.keep}
+        readers = {names[o] for op in ops if any(names.get(i) in written for i in op["inputs"])
+                   for o in op["outputs"]}
+        kept = sorted(written | readers)
         if not kept:
             return None
         return "^(" + "|".join(re.escape(t) for t in kept) + ");$"
@@ -78,8 +87,7 @@ class PrecisionPlan:
         from edgeexport.layer_names import tflite_module_outputs
         layers = list(self.keep) + list(self.unit_range)
         qsvs = self.tflite_unit_range(qsvs, tflite_module_outputs(interpreter, layers))
-        regex = self.tflite_keep_regex([t["name"] for t in interpreter.get_tensor_details()],
-                                       layers)
+        regex = self.tflite_keep_regex(interpreter, layers)
         if regex is None:
             return qsvs, config
         manager = recipe_manager.RecipeManager()

@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import re
@@ -218,7 +219,20 @@ def export_args(family, weights, dataset, labels, out):
 
 # Exports of a trained network besides the plain one, by name: their extra arguments.
 EXPORT_VARIANTS = {"mobilenet_v1": {"again": []},  # determinism: the same export once more
-                   "mobilenet_v2": {"uint8": ["--tflite-io", "uint8"]}}
+                   "mobilenet_v2": {"uint8": ["--tflite-io", "uint8"]},
+                   "mobilenet_v3_large": {"outlier_channel": []}}
+
+
+def _edited_weights(name, model, directory: Path):
+    """The variant's network and weights file: the trained one, or (outlier_channel) the
+    trained one with an outlier channel (tests.trained.with_outlier_channel)."""
+    import torch
+    from tests.trained import with_outlier_channel
+    if name != "outlier_channel":
+        return model, None
+    edited = with_outlier_channel(copy.deepcopy(model))
+    torch.save(edited.state_dict(), directory / "weights.pt")
+    return edited, directory / "weights.pt"
 
 
 @pytest.fixture(scope="session")
@@ -234,9 +248,11 @@ def exported(dataset, trained, labels_file, tmp_path_factory):
             model, weights = trained(family)
             for name, extra in {"plain": [], **EXPORT_VARIANTS.get(family, {})}.items():
                 out = tmp_path_factory.mktemp(f"{family}-{name}-export")
-                running[family, name] = (model, out, Started(
-                    [*export_args(family, weights, dataset, labels_file, out), *extra, "--json"],
-                    tmp_path_factory.mktemp(f"{family}-{name}-logs")))
+                logs = tmp_path_factory.mktemp(f"{family}-{name}-logs")
+                net, edited = _edited_weights(name, model, logs)
+                running[family, name] = (net, out, Started(
+                    [*export_args(family, edited or weights, dataset, labels_file, out),
+                     *extra, "--json"], logs))
 
     def get(family, name="plain"):
         if (family, name) not in done:

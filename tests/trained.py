@@ -50,6 +50,28 @@ def load_trained(family, weights):
     return model.eval()
 
 
+# One channel of V3-Large's features.3 expand output made 100× larger without changing what the
+# network computes: the channel-range imbalance that breaks per-tensor int8 activations
+# (Nagel et al. 2019, "Data-Free Quantization"; it is what cross-layer equalization undoes).
+OUTLIER_LAYER, OUTLIER_CHANNEL, OUTLIER_FACTOR = "features.3.block.0.2", 5, 100.0
+
+
+def with_outlier_channel(model):
+    """Scale channel c of the ReLU block's BatchNorm by k (ReLU(k·x) = k·ReLU(x) for k > 0)
+    and let the depthwise BatchNorm after it absorb k in its running statistics: the same
+    function in fp32, one channel k× the others at OUTLIER_LAYER."""
+    block = OUTLIER_LAYER.rsplit(".", 2)[0]  # features.3.block
+    modules = dict(model.named_modules())
+    first, after = modules[f"{block}.0.1"], modules[f"{block}.1.1"]
+    c, k = OUTLIER_CHANNEL, OUTLIER_FACTOR
+    with torch.no_grad():
+        first.weight[c] *= k
+        first.bias[c] *= k
+        after.running_mean[c] *= k
+        after.running_var[c] = k * k * after.running_var[c] + (k * k - 1) * after.eps
+    return model
+
+
 def main(argv: list[str]) -> None:
     """python -m tests.trained FAMILY STEPS DATASET OUT [lr=… schedule=…]: train on
     DATASET/train, write OUT/weights.pt (the session fixtures train in such processes)."""
