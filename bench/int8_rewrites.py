@@ -21,7 +21,7 @@ from edgeexport.xnnpack_delegation import xnnpack_delegation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_speed import export, runner  # noqa: E402
-from interleaved import interleaved  # noqa: E402
+from interleaved import int8_isa, interleaved  # noqa: E402
 
 
 def plain_int8(fp32_dir: Path, out: Path, family: str) -> None:
@@ -64,7 +64,8 @@ def main() -> None:
         load = os.getloadavg()[0]
         wall, cpu = interleaved(calls, args.runs, args.warmup)
         print(f"{args.family} 1.0-224, random weights, 1 thread, {args.runs} interleaved rounds "
-              f"after {args.warmup} warm-up, load average {load:.1f} → {os.getloadavg()[0]:.1f}")
+              f"after {args.warmup} warm-up, load average {load:.1f} → {os.getloadavg()[0]:.1f}; "
+              f"{int8_isa()}")
         print("| runtime | file | p50 CPU ms | fp32/this | p50 wall ms | fp32/this | "
               "XNNPACK partitions |")
         print("|---|---|---|---|---|---|---|")

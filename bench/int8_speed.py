@@ -15,7 +15,6 @@ Usage: python bench/int8_speed.py [--runs N] [--warmup N] [--families a,b] [--ex
 """
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from edgeexport.quantize_onnx import quantized_op_counts
 from edgeexport.runtimes import litert_interpreter, onnx_session
 from edgeexport.xnnpack_delegation import xnnpack_delegation
 
-from interleaved import interleaved  # bench/interleaved.py
+from interleaved import int8_isa, interleaved  # bench/interleaved.py
 
 FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 MODELS = (("litert", "fp32"), ("litert", "int8"), ("onnxruntime", "fp32"),
@@ -84,7 +83,7 @@ def main() -> None:
         load_before = os.getloadavg()
         wall, cpu = interleaved(calls, args.runs, args.warmup)
         load_after = os.getloadavg()
-        print(f"measured here: {platform.processor() or platform.machine()}, "
+        print(f"measured here: {int8_isa()}, "
               f"{os.cpu_count()} cores, 1 thread per model, {args.runs} interleaved rounds after "
               f"{args.warmup} warm-up; load average {load_before[0]:.1f} before, "
               f"{load_after[0]:.1f} after; ai-edge-litert {metadata.version('ai-edge-litert')}, "
