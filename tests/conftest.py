@@ -108,14 +108,14 @@ class EarlyWork:
 
 @pytest.fixture(scope="session", autouse=True)
 def early(request, tmp_path_factory, board_root):
-    from tests.trained import FAMILIES, TRAIN_STEPS
+    from tests.trained import FAMILIES, TRAIN_BATCH, TRAIN_STEPS
     needed = {name for item in request.session.items for name in item.fixturenames}
     dist, dist128, source = (tmp_path_factory.mktemp(n) for n in ("dist", "dist128", "source"))
     full = {f: tmp_path_factory.mktemp(f"{f}-full-width") for f in FAMILIES}
     makers = {}
     if needed & {"trained", "collapsing_v3"}:  # longest first: they start on the critical path
         data = request.getfixturevalue("dataset")["train"].parent
-        for family in sorted(FAMILIES, key=lambda f: -TRAIN_STEPS[f]):
+        for family in sorted(FAMILIES, key=lambda f: -TRAIN_STEPS[f] * TRAIN_BATCH.get(f, 32)):
             makers[f"trained:{family}"] = _trainer(family, TRAIN_STEPS[family], data,
                                                    tmp_path_factory.mktemp(family))
         makers["trained:collapsing"] = _trainer(
