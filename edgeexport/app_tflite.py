@@ -17,9 +17,9 @@ import numpy as np
 
 from edgeexport.app_card import AppTflite
 from edgeexport.imagesets import ImageSet, Preprocessing
-from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.errors import ValidationError
 from edgeexport.fileio import write_bytes
+from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.runtimes import dequantize, litert_interpreter
 from edgeexport.tflite_inspect import read_tflite
 from edgeexport.validate import Comparison, compare

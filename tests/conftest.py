@@ -113,7 +113,7 @@ def early(request, tmp_path_factory, board_root):
     dist, dist128, source = (tmp_path_factory.mktemp(n) for n in ("dist", "dist128", "source"))
     full = {f: tmp_path_factory.mktemp(f"{f}-full-width") for f in FAMILIES}
     makers = {}
-    if needed & {"trained", "collapsing_v3"}:  # longest first: they start on the critical path
+    if needed & {"trained", "collapsing_v3"}:  # most work first: on the critical path
         data = request.getfixturevalue("dataset")["train"].parent
         for family in sorted(FAMILIES, key=lambda f: -TRAIN_STEPS[f] * TRAIN_BATCH.get(f, 32)):
             makers[f"trained:{family}"] = _trainer(family, TRAIN_STEPS[family], data,
@@ -217,7 +217,8 @@ def export_args(family, weights, dataset, labels, out):
             "--labels", labels, "--target", "rpi4", "--out", out]
 
 
-# Exports of a trained network besides the plain one, by name: their extra arguments.
+# Exports of a trained network besides the plain one, by name: their extra arguments
+# ("outlier_channel" also exports edited weights: _edited_weights).
 EXPORT_VARIANTS = {"mobilenet_v1": {"again": []},  # determinism: the same export once more
                    "mobilenet_v2": {"uint8": ["--tflite-io", "uint8"]},
                    "mobilenet_v3_large": {"outlier_channel": []}}
