@@ -160,7 +160,7 @@ def run_export(opts: ExportOptions,
         on_stage("onnx int8")
         int8_stage = Int8Stage(model, analysis, staging, calib.inputs, opts.min_cosine,
                                enforce_int8 and opts.repair)
-        int8, onnx_int8 = int8_stage.onnx(
+        int8, onnx_int8, _ = int8_stage.onnx(
             lambda plan: quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
                                        opts.target.onnx_activation_type,
                                        opts.target.onnx_weight_type, opts.calib_method, plan),

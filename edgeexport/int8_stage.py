@@ -34,20 +34,24 @@ class Int8Stage:
         self._order: list[str] | None = None
 
     def onnx(self, quantize: Callable[[PrecisionPlan], Path],
-             evaluate: Callable[[Path], Comparison]) -> tuple[Path, Comparison]:
+             evaluate: Callable[[Path], Comparison]
+             ) -> tuple[Path, Comparison, PrecisionPlan]:
         return self._validated("onnx", "onnxruntime", quantize, evaluate)
 
     def tflite(self, quantize: Callable[[PrecisionPlan], Path],
-               evaluate: Callable[[Path], Comparison]) -> tuple[Path, Comparison]:
+               evaluate: Callable[[Path], Comparison]
+               ) -> tuple[Path, Comparison, PrecisionPlan]:
         return self._validated("tflite", "litert", quantize, evaluate)
 
     def _validated(self, fmt, runtime, quantize, evaluate):
+        """(file, its comparison, the precision plan it was quantized with)."""
         path, result, record = quantize_validated(
             fmt, self.plan, quantize, evaluate, self.min_cosine, self.repair, self._repair_order,
             p50_timer(runtime))
-        if record is not None:
-            self.records.append(record)
-        return path, result
+        if record is None:
+            return path, result, self.plan
+        self.records.append(record)
+        return path, result, self.plan.with_keep(record.kept)
 
     def _repair_order(self) -> list[str]:
         """From the error map of the default plan's int8 ONNX. The ONNX step runs first, and

@@ -164,7 +164,9 @@ def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[f
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations, compute_activation_error, create_activation_matching,
         modify_model_output_intermediate_tensors)
-    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    graph = onnx.shape_inference.infer_shapes(
+        onnx.load(str(fp32), load_external_data=False)).graph
+    name = graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         acts = {}
         for tag, path in (("float", fp32), ("qdq", int8)):
@@ -175,8 +177,6 @@ def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[f
                 if "float" in v}
     errors = compute_activation_error(matching, err_func=_mean_sqnr)
     qparams = _activation_qparams(int8)
-    graph = onnx.shape_inference.infer_shapes(
-        onnx.load(str(fp32), load_external_data=False)).graph
     shapes, gains = _tensor_shapes(graph), _consumer_gains(graph)
     out = {}
     for tensor, e in errors.items():

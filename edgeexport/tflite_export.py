@@ -133,24 +133,19 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   method: str, check_int8: Callable, describe: dict,
                   validated_int8: Callable | None = None) -> dict:
     """``describe``: name/description/version/author/license/labels for the app file's
-    TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison): quantize
+    TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison, plan): quantize
     with a precision plan and repair (int8_stage); default: the plain static int8 recipe."""
     if validated_int8 is None:
         def validated_int8(quantize, evaluate):
             path = quantize(None)
-            return path, evaluate(path)
+            return path, evaluate(path), None
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
     validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
         held_out.labels))}
-    shipped: list[PrecisionPlan | None] = [None]
-
-    def quantize(plan):  # the last call's plan is the shipped one: repair stops at a pass
-        shipped[0] = plan
-        return quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type,
-                             method, plan)
-    int8, int8_comparison = validated_int8(
-        quantize,
+    int8, int8_comparison, plan = validated_int8(
+        lambda plan: quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type,
+                                   method, plan),
         lambda path: compare("pytorch fp32", reference, "model.int8.tflite",
                              run_litert(path, held_out.inputs), held_out.labels))
     summary = read_tflite(int8)
@@ -163,7 +158,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     from edgeexport.tflite_runtime_version import runtime_requirement
     app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
         fp32, prep, calib, held_out, reference, staging, method, check_int8, describe, int8,
-        shipped[0])
+        plan)
     requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
     # ---- end app-ready file ----
     return {
