@@ -50,6 +50,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/tflite_stage_time.py
 	$(BIN)/python bench/build_time.py
 	$(BIN)/python bench/estimate_checks.py
+	$(BIN)/python bench/parallel_speedup.py
 
 clean:
 	rm -rf $(VENV) dist

@@ -129,7 +129,7 @@ def test_budget_picks_the_best_published_top1_that_fits(built_128, tmp_path):
             expected = _expected_by_budget(
                 index, budget, lambda v: _reference_top1(v["variant"], quantized=True))
             report = run_json("pull", "--from", s.url, "--target", "rpi4", "--max-latency-ms",
-                              budget, "--format", "int8.tflite", "-o", tmp_path / str(budget))
+                              budget, "--format", "int8.onnx", "-o", tmp_path / str(budget))
             assert report["variant"] == expected
             acc = report["choice"]["accuracy"]
             chosen = next(v for v in index["variants"] if v["id"] == expected)
@@ -139,7 +139,7 @@ def test_budget_picks_the_best_published_top1_that_fits(built_128, tmp_path):
         assert report["variant"] == "mobilenet_v1_0.5_128"
         # fp32 files are ranked on the float checkpoint's figure.
         report = run_json("pull", "--from", s.url + "rpi4/index.json", "--max-latency-ms", 1e3,
-                          "--format", "fp32.tflite", "-o", tmp_path / "fp32")
+                          "--format", "fp32.onnx", "-o", tmp_path / "fp32")
         assert report["choice"]["accuracy"]["value"] == _reference_top1(
             {"alpha": 0.5, "resolution": 128}, quantized=False)
 
