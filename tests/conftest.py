@@ -100,9 +100,12 @@ class EarlyWork:
         self.futures = {name: self.pool.submit(make) for name, make in makers.items()
                         if name in needed}
 
+    def start(self, name: str, make) -> None:
+        self.futures[name] = self.pool.submit(make)
+
     def get(self, name: str):
         if name not in self.futures:
-            self.futures[name] = self.pool.submit(self.makers[name])
+            self.start(name, self.makers[name])
         return self.futures[name].result()
 
 
@@ -128,8 +131,23 @@ def early(request, tmp_path_factory, board_root):
         "built_128": lambda: _build(dist128, BUILD_128_GRID),
     })
     work = EarlyWork(makers, needed)
+    if "collapsing_v3" in needed:  # its exports start as soon as its training ends
+        data = request.getfixturevalue("dataset")
+        work.start("collapsing_exports", lambda: _start_collapsing_exports(
+            work.get("trained:collapsing"), data, tmp_path_factory))
     yield work
     work.pool.shutdown(cancel_futures=True)
+
+
+# Session fixtures backed by EarlyWork: a test needing none of them (directly or through
+# another fixture) runs first, while the trainings and exports fill the cores; the rest then
+# wait for less.
+EARLY_FIXTURES = {"trained", "collapsing_v3", "built", "built_128", "device_venv",
+                  "tflite_runtime_python"}
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: bool(EARLY_FIXTURES & set(item.fixturenames)))
 
 
 # An under-trained V3-Large: 250 steps at a constant rate 2e-3 (tests of int8 drift).
@@ -174,16 +192,11 @@ def trained(early):
     return get
 
 
-@pytest.fixture(scope="session")
-def collapsing_v3(dataset, early, tmp_path_factory):
-    """name → (model, export directory, finished `edgeexport export`) of a V3-Large trained 250
-    steps at a constant rate 2e-3: heavy-tailed activations that plain int8 cannot hold (cosine
-    far below 0.98). Trained once per run; its three exports start together in the
-    background: "refused" (--no-repair), "beyond_budget" (the repair runs its budget) and
-    "plain" (--min-cosine 0: plain int8 ships)."""
-    from tests.trained import ALPHA, RES, load_trained
-    weights = early.get("trained:collapsing")
-    model = load_trained("mobilenet_v3_large", weights)
+def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
+    """The collapsing V3's three exports, started together in the background: "refused"
+    (--no-repair), "beyond_budget" (the repair runs its budget) and "plain" (--min-cosine 0:
+    plain int8 ships). name → (export directory, Started)."""
+    from tests.trained import ALPHA, RES
     common = ["export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
               "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
               "--eval", dataset["eval"]]
@@ -194,6 +207,17 @@ def collapsing_v3(dataset, early, tmp_path_factory):
         out = tmp_path_factory.mktemp(f"collapsing-{name}")
         started[name] = (out, Started([*common, *args, "--out", out],
                                       tmp_path_factory.mktemp(f"collapsing-{name}-logs")))
+    return started
+
+
+@pytest.fixture(scope="session")
+def collapsing_v3(early):
+    """name → (model, export directory, finished `edgeexport export`) of a V3-Large trained 250
+    steps at a constant rate 2e-3: heavy-tailed activations that plain int8 cannot hold (cosine
+    far below 0.98). Trained once per run; its exports: _start_collapsing_exports."""
+    from tests.trained import load_trained
+    model = load_trained("mobilenet_v3_large", early.get("trained:collapsing"))
+    started = early.get("collapsing_exports")
     yield lambda name: (model, started[name][0], started[name][1].result(check=False))
     for _, job in started.values():
         job.stop()
