@@ -139,17 +139,6 @@ def early(request, tmp_path_factory, board_root):
     work.pool.shutdown(cancel_futures=True)
 
 
-# Session fixtures backed by EarlyWork: a test needing none of them (directly or through
-# another fixture) runs first, while the trainings and exports fill the cores; the rest then
-# wait for less.
-EARLY_FIXTURES = {"trained", "collapsing_v3", "built", "built_128", "device_venv",
-                  "tflite_runtime_python"}
-
-
-def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: bool(EARLY_FIXTURES & set(item.fixturenames)))
-
-
 # An under-trained V3-Large: 250 steps at a constant rate 2e-3 (tests of int8 drift).
 COLLAPSING_STEPS, COLLAPSING_RECIPE = 250, ("lr=2e-3", "schedule=constant")
 
