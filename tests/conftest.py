@@ -34,12 +34,13 @@ class Started:
     """An `edgeexport` command started in the background (output to files, so that no pipe
     fills while nobody reads it); ``result()`` waits for it like run_cli."""
 
-    def __init__(self, args, logs: Path) -> None:
+    def __init__(self, args, logs: Path, nice: int = 0) -> None:
         self.args = [str(a) for a in args]
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
-            self.proc = subprocess.Popen([*EDGEEXPORT, *self.args], stdout=stdout, stderr=stderr)
+            self.proc = subprocess.Popen([*EDGEEXPORT, *self.args], stdout=stdout, stderr=stderr,
+                                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
 
     def result(self, check=True) -> subprocess.CompletedProcess:
         done = subprocess.CompletedProcess(self.args, self.proc.wait(),
@@ -182,7 +183,8 @@ def trained(early):
 
 
 def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
-    """The collapsing V3's three exports, started together in the background: "refused"
+    """The collapsing V3's three exports, started together in the background at a lower
+    priority (the trained networks' exports, which more tests wait for, go first): "refused"
     (--no-repair), "beyond_budget" (the repair runs its budget) and "plain" (--min-cosine 0:
     plain int8 ships). name → (export directory, Started)."""
     from tests.trained import ALPHA, RES
@@ -195,7 +197,8 @@ def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
     for name, args in extra.items():
         out = tmp_path_factory.mktemp(f"collapsing-{name}")
         started[name] = (out, Started([*common, *args, "--out", out],
-                                      tmp_path_factory.mktemp(f"collapsing-{name}-logs")))
+                                      tmp_path_factory.mktemp(f"collapsing-{name}-logs"),
+                                      nice=10))
     return started
 
 
