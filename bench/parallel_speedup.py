@@ -24,18 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_steps(n: int) -> None:
+    """The test fixtures' training (tests.synthetic_data.train) on random images."""
+    import numpy as np
     import torch
+    sys.path.insert(0, str(ROOT))  # this checkout's tests package, not an installed one
     from edgeexport.models import create_model
+    from tests.synthetic_data import train
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = create_model("mobilenet_v1", 0.5, 4).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = torch.randn(32, 3, 64, 64), torch.randint(0, 4, (32,))
-    for _ in range(n):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((64, 3, 64, 64)).astype(np.float32)
+    train(create_model("mobilenet_v1", 0.5, 4), images, rng.integers(0, 4, 64), n)
 
 
 def command(kind: str, scratch: Path) -> list[str]:

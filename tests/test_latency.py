@@ -9,8 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import BUILD_IDS, assert_one_line_error, run_cli, run_json
-
-FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
+from tests.trained import FAMILIES
 
 
 def _kernel_events_per_run(model: Path, runs: int = 3) -> int:
