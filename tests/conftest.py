@@ -13,13 +13,32 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EDGEEXPORT = [sys.executable, "-m", "edgeexport"]
 
+# The session's shared work (trainings, exports, builds, venvs, the board), and the Dask farm,
+# whose 5-second timeouts must not run starved. A test needing none of these is marked
+# "background": `make test` runs those in a second pytest process at the lowest priority, on
+# the core the shared work leaves idle while the tests that wait on it run one by one.
+FOREGROUND_FIXTURES = {"trained", "exported", "collapsing_v3", "built", "built_128",
+                       "device_venv", "old_device_venv", "board", "tflite_runtime_python",
+                       "farm"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the mark
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not FOREGROUND_FIXTURES & set(item.fixturenames):
+            item.add_marker("background")
+
+
+def _lowered(nice: int):
+    """A preexec_fn lowering the child's priority by ``nice`` (None: left as it is)."""
+    return (lambda: os.nice(nice)) if nice else None
+
 
 def run_cli(*args, cwd=None, check=True, env=None, nice=0):
     """Run the real command in a subprocess: exit codes and stderr as a user sees them.
     ``nice``: lower its priority (work started early that nothing waits on yet)."""
     proc = subprocess.run([*EDGEEXPORT, *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})},
-                          preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                          cwd=cwd, env={**os.environ, **(env or {})}, preexec_fn=_lowered(nice))
     if check and proc.returncode != 0:
         raise AssertionError(f"edgeexport {' '.join(map(str, args))} exited "
                              f"{proc.returncode}:\n{proc.stderr}")
@@ -40,7 +59,7 @@ class Started:
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
             self.proc = subprocess.Popen([*EDGEEXPORT, *self.args], stdout=stdout, stderr=stderr,
-                                         preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                         preexec_fn=_lowered(nice))
 
     def result(self, check=True) -> subprocess.CompletedProcess:
         done = subprocess.CompletedProcess(self.args, self.proc.wait(),
