@@ -38,9 +38,9 @@ def inputs_for(family, directory, resolution=RES):
     return load_images(directory, Preprocessing.for_variant(resolution, f.mean, f.std))
 
 
-def train_and_save(family, dataset, directory, steps, **recipe):
+def train_and_save(family, dataset, directory, steps, threads=None, **recipe):
     data = inputs_for(family, dataset["train"])
-    torch.set_num_threads(TRAIN_THREADS.get(family, 1))
+    torch.set_num_threads(threads or TRAIN_THREADS.get(family, 1))
     torch.manual_seed(0)
     recipe.setdefault("batch", TRAIN_BATCH.get(family, 32))
     model = train(create_model(family, ALPHA, len(CLASSES)), data.inputs, data.labels, steps,
@@ -79,12 +79,14 @@ def with_outlier_channel(model):
 
 
 def main(argv: list[str]) -> None:
-    """python -m tests.trained FAMILY STEPS DATASET OUT [lr=… schedule=…]: train on
+    """python -m tests.trained FAMILY STEPS DATASET OUT [lr=… schedule=… threads=…]: train on
     DATASET/train, write OUT/weights.pt (the session fixtures train in such processes)."""
     family, steps, data, out, *recipe = argv
     options = dict(item.split("=", 1) for item in recipe)
     if "lr" in options:
         options["lr"] = float(options["lr"])
+    if "threads" in options:
+        options["threads"] = int(options["threads"])
     train_and_save(family, {"train": Path(data) / "train"}, Path(out), int(steps), **options)
 
 
