@@ -11,10 +11,10 @@ TVREF := $(VENV)/torchvision-reference
 .PHONY: build test bench clean
 
 # Installs skip byte-compiling (--no-compile): pip compiles every module it installs, one
-# at a time (70 of the 130 s an install took here), while a run imports a fraction of them.
-# Python compiles those on first import and caches them in .venv, which needs bytecode
-# writing on: a PYTHONDONTWRITEBYTECODE in the caller's environment would make every process
-# compile its imports again (an export's took 24 s instead of 8).
+# at a time (about 70 of the 127 s an install took here), while a run imports a fraction of
+# them. Python compiles those on first import and caches them in .venv, which needs bytecode
+# writing on: with PYTHONDONTWRITEBYTECODE set by the caller every process would compile its
+# imports again (an export's imports took 24 s instead of 8).
 unexport PYTHONDONTWRITEBYTECODE
 
 # torch first, from the local CPU wheel, then everything through the lock in constraints.txt.

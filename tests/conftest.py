@@ -131,13 +131,13 @@ class EarlyWork:
 
 @pytest.fixture(scope="session", autouse=True)
 def early(request, tmp_path_factory, board_root):
-    from tests.trained import FAMILIES, TRAIN_BATCH, TRAIN_STEPS
+    from tests.trained import FAMILIES, TRAIN_STEPS
     needed = {name for item in request.session.items for name in item.fixturenames}
     dist, dist128, source = (tmp_path_factory.mktemp(n) for n in ("dist", "dist128", "source"))
     makers = {}
-    if needed & {"trained", "collapsing_v3"}:  # most work first: on the critical path
+    if needed & {"trained", "collapsing_v3"}:
         data = request.getfixturevalue("dataset")["train"].parent
-        for family in sorted(FAMILIES, key=lambda f: -TRAIN_STEPS[f] * TRAIN_BATCH.get(f, 32)):
+        for family in FAMILIES:
             makers[f"trained:{family}"] = _trainer(family, TRAIN_STEPS[family], data,
                                                    tmp_path_factory.mktemp(family))
         makers["trained:collapsing"] = _trainer(
@@ -160,7 +160,7 @@ def early(request, tmp_path_factory, board_root):
 
 
 # An under-trained V3-Large: 250 steps at a constant rate 2e-3 (tests of int8 drift), on one
-# thread (60 s of CPU against 100 s on two inside the suite; its int8 collapses either way).
+# thread (70 s of CPU inside the suite against 103-112 s on two; its int8 collapses either way).
 COLLAPSING_STEPS = 250
 COLLAPSING_RECIPE = ("lr=2e-3", "schedule=constant", "threads=1")
 
