@@ -115,6 +115,8 @@ class EarlyWork:
 
     def __init__(self, makers: dict, needed: set[str]) -> None:
         from concurrent.futures import ThreadPoolExecutor
+        # More threads than there are jobs (at most 10): every job starts when the session
+        # begins; the threads only wait on subprocesses.
         self.pool = ThreadPoolExecutor(max_workers=16)
         self.makers = makers
         self.futures = {name: self.pool.submit(make) for name, make in makers.items()
