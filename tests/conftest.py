@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EDGEEXPORT = [sys.executable, "-m", "edgeexport"]
 
+# The suite runs trainings, exports and builds side by side on few cores: torch's OpenMP
+# threads must sleep, not spin, while another process holds the core they wait for (every
+# process the session starts inherits this; `edgeexport` sets the same default itself).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # The session's shared work (trainings, exports, builds, venvs, the board), and the Dask farm,
 # whose 5-second timeouts must not run starved. A test needing none of these is marked
 # "background": `make test` runs those in a second pytest process at the lowest priority, on
@@ -171,10 +176,9 @@ def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str):
     """Train in a process of its own (on TRAIN_THREADS, or the recipe's threads=): the
     networks train side by side."""
     def train() -> Path:
-        # Passive OpenMP threads sleep rather than spin when another process holds a core.
         proc = subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps),
                                str(data), str(out), *recipe], cwd=ROOT, capture_output=True,
-                              text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+                              text=True)
         if proc.returncode != 0:
             raise AssertionError(f"training {family} failed:\n{proc.stderr}")
         return out / "weights.pt"
