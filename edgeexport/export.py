@@ -104,7 +104,7 @@ def run_export(opts: ExportOptions,
 
     from edgeexport.activation_tails import activation_tails, describe
     from edgeexport.onnx_export import export_onnx
-    from edgeexport.prepare import prepare_model
+    from edgeexport.prepare import fold_batchnorm, prepare_model
     from edgeexport.int8_stage import Int8Stage
     from edgeexport.quantize_onnx import quantize_onnx, quantized_op_counts
     from edgeexport.runtimes import run_onnx
@@ -130,6 +130,7 @@ def run_export(opts: ExportOptions,
     analysis = analyze(v, model)
     with torch.no_grad():
         reference = model(torch.from_numpy(held_out.inputs)).numpy()
+    exportable = fold_batchnorm(model)
 
     enforce_int8 = opts.weights is not None
     if not enforce_int8:
@@ -153,7 +154,7 @@ def run_export(opts: ExportOptions,
     validation: dict = {}
     try:
         on_stage("onnx fp32")
-        fp32 = export_onnx(model, analysis, staging / "model.fp32.onnx")
+        fp32 = export_onnx(exportable, analysis, staging / "model.fp32.onnx")
         fp32_out = run_onnx(fp32, held_out.inputs)
         validation[ONNX_FP32_VS_PYTORCH] = require_fp32_match(compare(
             "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels))
@@ -176,7 +177,7 @@ def run_export(opts: ExportOptions,
             from edgeexport.app_tflite import app_description
             from edgeexport.tflite_export import export_tflite
             on_stage("tflite")
-            tflite_info = export_tflite(model, prep, calib, held_out, reference, staging,
+            tflite_info = export_tflite(exportable, prep, calib, held_out, reference, staging,
                                         opts.tflite_io_type or opts.target.tflite_io_type,
                                         opts.calib_method, check_int8,
                                         app_description(v, labels), int8_stage.tflite)

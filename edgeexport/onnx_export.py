@@ -1,8 +1,8 @@
-"""Stage: PyTorch module → fp32 ONNX (torch.onnx dynamo exporter, BN folded, onnxsim).
+"""Stage: PyTorch module (BatchNorms folded: prepare.fold_batchnorm) → fp32 ONNX (torch.onnx
+dynamo exporter, onnxsim).
 
 Node names become ``<module path>/<OpType>``, the static analysis' layer names, so the profile
-stage can map kernel times back to layers. A Conv that absorbed a BatchNorm takes the conv's
-name. Exporter metadata is dropped: its stack traces hold absolute paths and would make the
+stage can map kernel times back to layers. Exporter metadata is dropped: its stack traces hold absolute paths and would make the
 same model export to different bytes from two checkouts.
 """
 from __future__ import annotations
@@ -51,15 +51,12 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 def rename_nodes(proto: onnx.ModelProto, analysis: Analysis) -> None:
     """Name every node after the module it came from; strip exporter metadata."""
-    rows = analysis.layers
-    index = {r.name: i for i, r in enumerate(rows)}
+    index = {r.name: i for i, r in enumerate(analysis.layers)}
     counts: Counter[str] = Counter()
     for node in proto.graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
         scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
         module = _innermost_layer(scopes[:-1], index) or "graph"
-        if node.op_type == "Conv" and module in index and rows[index[module]].op == "bn":
-            module = _folded_into(rows, index[module])
         base = f"{module}/{node.op_type}"
         node.name = base if counts[base] == 0 else f"{base}_{counts[base]}"
         counts[base] += 1
@@ -95,9 +92,3 @@ def _innermost_layer(scopes: list[str], index: dict[str, int]) -> str | None:
     deepest = [s for s in scopes if s]
     return deepest[-1] if deepest else None
 
-
-def _folded_into(rows, bn_index: int) -> str:
-    for row in reversed(rows[:bn_index]):
-        if row.op in ("conv", "depthwise", "pointwise"):
-            return row.name
-    return rows[bn_index].name

@@ -46,3 +46,23 @@ def reestimate_batchnorm(model: torch.nn.Module, images: np.ndarray) -> None:
     for start in range(0, len(images), BN_BATCH):
         model(torch.from_numpy(images[start:start + BN_BATCH]))
     model.eval()
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the eval-mode ``model`` with each BatchNorm that follows a conv in a
+    Sequential folded into that conv's weights and bias (the BatchNorm becomes Identity).
+
+    Both exporters fold them anyway, after tracing, decomposing and lowering a third more
+    ops: folded here first, the two fp32 exports of V3-Large α 0.5 at 64 px take 14.9 s of
+    CPU instead of 21.4 s, for the same graphs (bench/export_folding.py)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    folded = copy.deepcopy(model).eval()
+    for sequence in [m for m in folded.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(1, len(sequence)):
+            conv, bn = sequence[i - 1], sequence[i]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                sequence[i - 1] = fuse_conv_bn_eval(conv, bn)
+                sequence[i] = torch.nn.Identity()
+    return folded
