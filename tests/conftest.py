@@ -211,16 +211,15 @@ def trained(early):
 
 
 def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
-    """The collapsing V3's three exports, started together in the background at a lower
+    """The collapsing V3's two exports, started together in the background at a lower
     priority (the trained networks' exports, which more tests wait for, go first): "refused"
-    (--no-repair), "beyond_budget" (the repair runs its budget) and "plain" (--min-cosine 0:
-    plain int8 ships). name → (export directory, Started)."""
+    (--no-repair) and "beyond_budget" (the repair runs its budget). name → (export directory,
+    Started)."""
     from tests.trained import ALPHA, RES
     common = ["export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
               "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
               "--eval", dataset["eval"]]
-    extra = {"refused": ["--no-repair"], "beyond_budget": ["--target", "rpi4"],
-             "plain": ["--target", "rpi4", "--min-cosine", 0, "--json"]}
+    extra = {"refused": ["--no-repair"], "beyond_budget": ["--target", "rpi4"]}
     started = {}
     for name, args in extra.items():
         out = tmp_path_factory.mktemp(f"collapsing-{name}")
@@ -261,7 +260,7 @@ def export_args(family, weights, dataset, labels, out):
 
 # Exports of a trained network besides the plain one, by name: their extra arguments
 # ("outlier_channel" also exports edited weights: _edited_weights).
-EXPORT_VARIANTS = {"mobilenet_v2": {"uint8": ["--tflite-io", "uint8"]},
+EXPORT_VARIANTS = {"mobilenet_v1": {"uint8": ["--tflite-io", "uint8"]},
                    "mobilenet_v3_large": {"outlier_channel": []}}
 
 

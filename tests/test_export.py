@@ -149,10 +149,10 @@ def test_quantized_node_counts_reported(exported):
 
 
 def test_uint8_tflite_interface(exported, dataset):
-    model, out, card = exported("mobilenet_v2", "uint8")
+    model, out, card = exported("mobilenet_v1", "uint8")
     spec = card["tflite"]["int8"]
     assert spec["input"]["dtype"] == "uint8" and spec["output"]["dtype"] == "uint8"
-    evalset = inputs_for("mobilenet_v2", dataset["eval"])
+    evalset = inputs_for("mobilenet_v1", dataset["eval"])
     with torch.no_grad():
         reference = model(torch.from_numpy(evalset.inputs)).numpy()
     assert cosine(litert_outputs(out / "model.int8.tflite", evalset.inputs), reference) >= 0.99
