@@ -27,11 +27,19 @@ FOREGROUND_FIXTURES = {"trained", "exported", "collapsing_v3", "built", "built_1
                        "farm"}
 
 
+# The exports of the trained networks are the last shared work to finish: test files reading
+# them run after the others (builds, the board, the farm, pull), which then run while the
+# networks train instead of one by one after them.
+LAST_FIXTURES = {"exported", "collapsing_v3"}
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the mark
 def pytest_collection_modifyitems(items):
     for item in items:
         if not FOREGROUND_FIXTURES & set(item.fixturenames):
             item.add_marker("background")
+    last = {item.module for item in items if LAST_FIXTURES & set(item.fixturenames)}
+    items.sort(key=lambda item: item.module in last)  # stable: file order otherwise
 
 
 def _lowered(nice: int):
@@ -119,10 +127,12 @@ class EarlyWork:
     asked for."""
 
     def __init__(self, makers: dict, needed: set[str]) -> None:
+        import threading
         from concurrent.futures import ThreadPoolExecutor
-        # More threads than there are jobs (at most 10): every job starts when the session
+        # More threads than there are jobs (at most 14): every job starts when the session
         # begins; the threads only wait on subprocesses.
         self.pool = ThreadPoolExecutor(max_workers=16)
+        self.closing = threading.Event()  # set at the session's end: start nothing more
         self.makers = makers
         self.futures = {name: self.pool.submit(make) for name, make in makers.items()
                         if name in needed}
@@ -135,6 +145,11 @@ class EarlyWork:
             self.start(name, self.makers[name])
         return self.futures[name].result()
 
+    def finished(self, prefix: str) -> list:
+        """The results of the jobs named ``prefix…`` that have ended without an error."""
+        return [f.result() for name, f in self.futures.items()
+                if name.startswith(prefix) and f.done() and f.exception() is None]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def early(request, tmp_path_factory, board_root):
@@ -142,7 +157,7 @@ def early(request, tmp_path_factory, board_root):
     needed = {name for item in request.session.items for name in item.fixturenames}
     dist, dist128, source = (tmp_path_factory.mktemp(n) for n in ("dist", "dist128", "source"))
     makers = {}
-    if needed & {"trained", "collapsing_v3"}:
+    if needed & {"trained", "collapsing_v3", "exported"}:
         data = request.getfixturevalue("dataset")["train"].parent
         for family in FAMILIES:
             makers[f"trained:{family}"] = _trainer(family, TRAIN_STEPS[family], data,
@@ -162,7 +177,13 @@ def early(request, tmp_path_factory, board_root):
         data = request.getfixturevalue("dataset")
         work.start("collapsing_exports", lambda: _start_collapsing_exports(
             work.get("trained:collapsing"), data, tmp_path_factory))
+    if "exported" in needed:  # each family's exports start as soon as its training ends
+        data, labels = request.getfixturevalue("dataset"), request.getfixturevalue("labels_file")
+        for family in FAMILIES:
+            work.start(f"exports:{family}", lambda family=family: _start_exports(
+                family, work, data, labels, tmp_path_factory))
     yield work
+    work.closing.set()
     work.pool.shutdown(cancel_futures=True)
 
 
@@ -276,35 +297,43 @@ def _edited_weights(name, model, directory: Path):
     return edited, directory / "weights.pt"
 
 
-@pytest.fixture(scope="session")
-def exported(dataset, trained, labels_file, tmp_path_factory):
-    """(family, name="plain") → (model, export directory, card) of `edgeexport export` on the
-    trained net (other names: EXPORT_VARIANTS). On first use every family is trained in turn
-    and its exports started in the background: they run while the next network trains."""
-    from tests.trained import FAMILIES
-    running, done = {}, {}
+def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
+                   tmp_path_factory) -> dict:
+    """Once the family has trained: its exports (the plain one and EXPORT_VARIANTS), started
+    together in the background. name → (network, export directory, Started)."""
+    from tests.trained import load_trained
+    weights = work.get(f"trained:{family}")
+    if work.closing.is_set():
+        return {}
+    model = load_trained(family, weights)
+    started = {}
+    for name, extra in {"plain": [], **EXPORT_VARIANTS.get(family, {})}.items():
+        out = tmp_path_factory.mktemp(f"{family}-{name}-export")
+        logs = tmp_path_factory.mktemp(f"{family}-{name}-logs")
+        net, edited = _edited_weights(name, model, logs)
+        started[name] = (net, out, Started(
+            [*export_args(family, edited or weights, dataset, labels, out), *extra, "--json"],
+            logs))
+    return started
 
-    def start_all():
-        for family in FAMILIES:
-            model, weights = trained(family)
-            for name, extra in {"plain": [], **EXPORT_VARIANTS.get(family, {})}.items():
-                out = tmp_path_factory.mktemp(f"{family}-{name}-export")
-                logs = tmp_path_factory.mktemp(f"{family}-{name}-logs")
-                net, edited = _edited_weights(name, model, logs)
-                running[family, name] = (net, out, Started(
-                    [*export_args(family, edited or weights, dataset, labels_file, out),
-                     *extra, "--json"], logs))
+
+@pytest.fixture(scope="session")
+def exported(early):
+    """(family, name="plain") → (model, export directory, card) of `edgeexport export` on the
+    trained net (other names: EXPORT_VARIANTS), started by `early` as soon as the family has
+    trained: they run while the next networks train."""
+    done = {}
 
     def get(family, name="plain"):
         if (family, name) not in done:
-            if not running:
-                start_all()
-            model, out, job = running[family, name]
+            model, out, job = early.get(f"exports:{family}")[name]
             done[family, name] = (model, out, json.loads(job.result().stdout))
         return done[family, name]
     yield get
-    for *_, job in running.values():
-        job.stop()
+    early.closing.set()
+    for started in early.finished("exports:"):
+        for *_, job in started.values():
+            job.stop()
 
 
 # A small real build, shared by the build and pull tests: V1 and V3-Small α 0.25 at 64/96 px.
