@@ -181,14 +181,13 @@ def _plots(rows, target, chosen, reference, where, label="here") -> list[tuple[s
         from edgeexport.analysis import analyze
         from edgeexport.estimate import estimate
         fig, ax = plt.subplots(figsize=(5, 5))
+        networks = {(m["family"], m["alpha"], m["resolution"]) for m in reference}
+        analyses = {n: analyze(Variant(*n)) for n in sorted(networks)}  # fp32 and int8 rows
         for precision, color in (("fp32", "#1f77b4"), ("int8", "#d62728")):
-            pairs = []
-            for m in reference:
-                if m["precision"] != precision:
-                    continue
-                a = analyze(Variant(m["family"], m["alpha"], m["resolution"]))
-                pairs.append((m["latency_ms"],
-                              estimate(a, target, precision).end_to_end.latency_ms))
+            pairs = [(m["latency_ms"], estimate(
+                analyses[m["family"], m["alpha"], m["resolution"]], target,
+                precision).end_to_end.latency_ms)
+                for m in reference if m["precision"] == precision]
             ax.scatter(*zip(*pairs), color=color, label=precision, s=18)
         top = max(ax.get_xlim()[1], ax.get_ylim()[1])
         ax.plot([0, top], [0, top], "k--", lw=0.7)
