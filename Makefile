@@ -52,11 +52,11 @@ ifeq ($(SSHD),)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
 endif
 	export TORCHVISION_REFERENCE=$(TVREF); \
-	  nice -n 19 $(PYTEST) -p no:cacheprovider -m background > $(VENV)/background-tests.log 2>&1 & \
+	  nice -n 10 $(PYTEST) -p no:cacheprovider -m background > $(VENV)/background-tests.log 2>&1 & \
 	  background=$$!; \
 	  $(PYTEST) --durations=15 -m "not background"; foreground=$$?; \
 	  wait $$background; background=$$?; \
-	  echo "---- tests marked background (run beside the others, at nice 19) ----"; \
+	  echo "---- tests marked background (run beside the others, at nice 10) ----"; \
 	  cat $(VENV)/background-tests.log; \
 	  exit $$(( foreground || background ))
 

@@ -20,8 +20,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The session's shared work (trainings, exports, builds, venvs, the board), and the Dask farm,
 # whose 5-second timeouts must not run starved. A test needing none of these is marked
-# "background": `make test` runs those in a second pytest process at the lowest priority, on
-# the core the shared work leaves idle while the tests that wait on it run one by one.
+# "background": `make test` runs those in a second pytest process at EARLY_NICE, beside the
+# trainings, while the first process's tests run one by one.
 FOREGROUND_FIXTURES = {"trained", "exported", "collapsing_v3", "built", "built_128",
                        "device_venv", "old_device_venv", "board", "tflite_runtime_python",
                        "farm"}
@@ -120,6 +120,11 @@ def torchvision_models():
 
 # ---- work that needs nothing the tests make, started when the session begins ----
 
+# The priority of the early work the first test files do not read (the trainings and their
+# exports, the 128 px build): the shared build they read, and the commands the tests run
+# themselves, go first, and the trainings fill whatever CPU those leave.
+EARLY_NICE = 10
+
 class EarlyWork:
     """Fixture name → its result. What a collected test needs is started on a thread when the
     session begins (trainings, builds of random networks, venv installs: subprocesses the
@@ -166,11 +171,11 @@ def early(request, tmp_path_factory, board_root):
             "mobilenet_v3_large", COLLAPSING_STEPS, data, tmp_path_factory.mktemp("immature"),
             *COLLAPSING_RECIPE)
         needed |= set(makers)
-    makers.update({  # all start at once; the build only the pull tests need runs behind
+    makers.update({  # all start at once
         "device_venv": lambda: _device_venv(board_root / "device-venv", source / "edgeexport"),
         "tflite_runtime_python": _tflite_runtime_venv,
         "built": lambda: _build(dist, BUILD_GRID),
-        "built_128": lambda: _build(dist128, BUILD_128_GRID, nice=10),
+        "built_128": lambda: _build(dist128, BUILD_128_GRID, nice=EARLY_NICE),
     })
     work = EarlyWork(makers, needed)
     if "collapsing_v3" in needed:  # its exports start as soon as its training ends
@@ -194,12 +199,12 @@ COLLAPSING_RECIPE = ("lr=2e-3", "schedule=constant", "threads=1")
 
 
 def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str):
-    """Train in a process of its own (on TRAIN_THREADS, or the recipe's threads=): the
-    networks train side by side."""
+    """Train in a process of its own (on TRAIN_THREADS, or the recipe's threads=), at
+    EARLY_NICE: the networks train side by side."""
     def train() -> Path:
         proc = subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps),
                                str(data), str(out), *recipe], cwd=ROOT, capture_output=True,
-                              text=True)
+                              text=True, preexec_fn=_lowered(EARLY_NICE))
         if proc.returncode != 0:
             raise AssertionError(f"training {family} failed:\n{proc.stderr}")
         return out / "weights.pt"
@@ -232,10 +237,9 @@ def trained(early):
 
 
 def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
-    """The collapsing V3's two exports, started together in the background at a lower
-    priority (the trained networks' exports, which more tests wait for, go first): "refused"
-    (--no-repair) and "beyond_budget" (the repair runs its budget). name → (export directory,
-    Started)."""
+    """The collapsing V3's two exports, started together in the background at EARLY_NICE:
+    "refused" (--no-repair) and "beyond_budget" (the repair runs its budget). name → (export
+    directory, Started)."""
     from tests.trained import ALPHA, RES
     common = ["export", "mobilenet_v3_large", "--alpha", ALPHA, "--resolution", RES,
               "--num-classes", 4, "--weights", weights, "--calib", dataset["train"],
@@ -246,7 +250,7 @@ def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
         out = tmp_path_factory.mktemp(f"collapsing-{name}")
         started[name] = (out, Started([*common, *args, "--out", out],
                                       tmp_path_factory.mktemp(f"collapsing-{name}-logs"),
-                                      nice=10))
+                                      nice=EARLY_NICE))
     return started
 
 
@@ -300,7 +304,7 @@ def _edited_weights(name, model, directory: Path):
 def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
                    tmp_path_factory) -> dict:
     """Once the family has trained: its exports (the plain one and EXPORT_VARIANTS), started
-    together in the background. name → (network, export directory, Started)."""
+    together in the background at EARLY_NICE. name → (network, export directory, Started)."""
     from tests.trained import load_trained
     weights = work.get(f"trained:{family}")
     if work.closing.is_set():
@@ -313,7 +317,7 @@ def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
         net, edited = _edited_weights(name, model, logs)
         started[name] = (net, out, Started(
             [*export_args(family, edited or weights, dataset, labels, out), *extra, "--json"],
-            logs))
+            logs, nice=EARLY_NICE))
     return started
 
 
