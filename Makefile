@@ -66,6 +66,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/int8_latency.py
 	$(BIN)/python bench/profile_overhead.py
 	$(BIN)/python bench/tflite_stage_time.py
+	$(BIN)/python bench/export_folding.py
 	$(BIN)/python bench/build_time.py
 	$(BIN)/python bench/estimate_checks.py
 	$(BIN)/python bench/parallel_speedup.py
