@@ -27,10 +27,10 @@ FOREGROUND_FIXTURES = {"trained", "exported", "collapsing_v3", "built", "built_1
                        "farm"}
 
 
-# The exports of the trained networks are the last shared work to finish: test files reading
+# The trained networks and their exports are the last shared work to finish: the tests reading
 # them run after the others (builds, the board, the farm, pull), which then run while the
 # networks train instead of one by one after them.
-LAST_FIXTURES = {"exported", "collapsing_v3"}
+LAST_FIXTURES = {"trained", "exported", "collapsing_v3"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the mark
@@ -38,8 +38,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if not FOREGROUND_FIXTURES & set(item.fixturenames):
             item.add_marker("background")
-    last = {item.module for item in items if LAST_FIXTURES & set(item.fixturenames)}
-    items.sort(key=lambda item: item.module in last)  # stable: file order otherwise
+    items.sort(key=lambda item: bool(LAST_FIXTURES & set(item.fixturenames)))  # stable
 
 
 def _lowered(nice: int):
@@ -124,6 +123,9 @@ def torchvision_models():
 # exports, the 128 px build): the shared build they read, and the commands the tests run
 # themselves, go first, and the trainings fill whatever CPU those leave.
 EARLY_NICE = 10
+# Except the two longest chains, which the last tests wait for: V2's and V3-Large's trainings
+# (on two threads each) and their exports.
+LONG_CHAIN_NICE = {"mobilenet_v2": 5, "mobilenet_v3_large": 5}
 
 class EarlyWork:
     """Fixture name → its result. What a collected test needs is started on a thread when the
@@ -165,11 +167,12 @@ def early(request, tmp_path_factory, board_root):
     if needed & {"trained", "collapsing_v3", "exported"}:
         data = request.getfixturevalue("dataset")["train"].parent
         for family in FAMILIES:
-            makers[f"trained:{family}"] = _trainer(family, TRAIN_STEPS[family], data,
-                                                   tmp_path_factory.mktemp(family))
+            makers[f"trained:{family}"] = _trainer(
+                family, TRAIN_STEPS[family], data, tmp_path_factory.mktemp(family),
+                nice=LONG_CHAIN_NICE.get(family, EARLY_NICE))
         makers["trained:collapsing"] = _trainer(
             "mobilenet_v3_large", COLLAPSING_STEPS, data, tmp_path_factory.mktemp("immature"),
-            *COLLAPSING_RECIPE)
+            *COLLAPSING_RECIPE, nice=EARLY_NICE)
         needed |= set(makers)
     makers.update({  # all start at once
         "device_venv": lambda: _device_venv(board_root / "device-venv", source / "edgeexport"),
@@ -198,13 +201,13 @@ COLLAPSING_STEPS = 250
 COLLAPSING_RECIPE = ("lr=2e-3", "schedule=constant", "threads=1")
 
 
-def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str):
+def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str, nice: int):
     """Train in a process of its own (on TRAIN_THREADS, or the recipe's threads=), at
-    EARLY_NICE: the networks train side by side."""
+    ``nice``: the networks train side by side."""
     def train() -> Path:
         proc = subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps),
                                str(data), str(out), *recipe], cwd=ROOT, capture_output=True,
-                              text=True, preexec_fn=_lowered(EARLY_NICE))
+                              text=True, preexec_fn=_lowered(nice))
         if proc.returncode != 0:
             raise AssertionError(f"training {family} failed:\n{proc.stderr}")
         return out / "weights.pt"
@@ -304,7 +307,8 @@ def _edited_weights(name, model, directory: Path):
 def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
                    tmp_path_factory) -> dict:
     """Once the family has trained: its exports (the plain one and EXPORT_VARIANTS), started
-    together in the background at EARLY_NICE. name → (network, export directory, Started)."""
+    together in the background at the training's priority. name → (network, export
+    directory, Started)."""
     from tests.trained import load_trained
     weights = work.get(f"trained:{family}")
     if work.closing.is_set():
@@ -317,7 +321,7 @@ def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
         net, edited = _edited_weights(name, model, logs)
         started[name] = (net, out, Started(
             [*export_args(family, edited or weights, dataset, labels, out), *extra, "--json"],
-            logs, nice=EARLY_NICE))
+            logs, nice=LONG_CHAIN_NICE.get(family, EARLY_NICE)))
     return started
 
 
