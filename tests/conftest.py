@@ -119,11 +119,13 @@ def torchvision_models():
 
 # ---- work that needs nothing the tests make, started when the session begins ----
 
-# Priorities of the early work the first test files do not read. The shared build they read,
-# and the commands the tests run themselves, go first (nice 0); the trainings and their
-# exports, which the last tests wait for, fill the CPU those leave (TRAIN_NICE); the 128 px
-# build and the background tests (the Makefile) come after them (EARLY_NICE).
-TRAIN_NICE, EARLY_NICE = 5, 10
+# The priority of the early work the first test files do not read (the trainings and their
+# exports, the 128 px build): the shared build they read, and the commands the tests run
+# themselves, go first, and the trainings fill whatever CPU those leave.
+EARLY_NICE = 10
+# Except the two longest chains, which the last tests wait for: V2's and V3-Large's trainings
+# (on two threads each) and their exports.
+LONG_CHAIN_NICE = {"mobilenet_v2": 5, "mobilenet_v3_large": 5}
 
 class EarlyWork:
     """Fixture name → its result. What a collected test needs is started on a thread when the
@@ -165,11 +167,12 @@ def early(request, tmp_path_factory, board_root):
     if needed & {"trained", "collapsing_v3", "exported"}:
         data = request.getfixturevalue("dataset")["train"].parent
         for family in FAMILIES:
-            makers[f"trained:{family}"] = _trainer(family, TRAIN_STEPS[family], data,
-                                                   tmp_path_factory.mktemp(family))
+            makers[f"trained:{family}"] = _trainer(
+                family, TRAIN_STEPS[family], data, tmp_path_factory.mktemp(family),
+                nice=LONG_CHAIN_NICE.get(family, EARLY_NICE))
         makers["trained:collapsing"] = _trainer(
             "mobilenet_v3_large", COLLAPSING_STEPS, data, tmp_path_factory.mktemp("immature"),
-            *COLLAPSING_RECIPE)
+            *COLLAPSING_RECIPE, nice=EARLY_NICE)
         needed |= set(makers)
     makers.update({  # all start at once
         "device_venv": lambda: _device_venv(board_root / "device-venv", source / "edgeexport"),
@@ -198,13 +201,13 @@ COLLAPSING_STEPS = 250
 COLLAPSING_RECIPE = ("lr=2e-3", "schedule=constant", "threads=1")
 
 
-def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str):
+def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str, nice: int):
     """Train in a process of its own (on TRAIN_THREADS, or the recipe's threads=), at
-    TRAIN_NICE: the networks train side by side."""
+    ``nice``: the networks train side by side."""
     def train() -> Path:
         proc = subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps),
                                str(data), str(out), *recipe], cwd=ROOT, capture_output=True,
-                              text=True, preexec_fn=_lowered(TRAIN_NICE))
+                              text=True, preexec_fn=_lowered(nice))
         if proc.returncode != 0:
             raise AssertionError(f"training {family} failed:\n{proc.stderr}")
         return out / "weights.pt"
@@ -237,7 +240,7 @@ def trained(early):
 
 
 def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
-    """The collapsing V3's two exports, started together in the background at TRAIN_NICE:
+    """The collapsing V3's two exports, started together in the background at EARLY_NICE:
     "refused" (--no-repair) and "beyond_budget" (the repair runs its budget). name → (export
     directory, Started)."""
     from tests.trained import ALPHA, RES
@@ -250,7 +253,7 @@ def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
         out = tmp_path_factory.mktemp(f"collapsing-{name}")
         started[name] = (out, Started([*common, *args, "--out", out],
                                       tmp_path_factory.mktemp(f"collapsing-{name}-logs"),
-                                      nice=TRAIN_NICE))
+                                      nice=EARLY_NICE))
     return started
 
 
@@ -304,8 +307,8 @@ def _edited_weights(name, model, directory: Path):
 def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
                    tmp_path_factory) -> dict:
     """Once the family has trained: its exports (the plain one and EXPORT_VARIANTS), started
-    together in the background at TRAIN_NICE. name → (network, export directory,
-    Started)."""
+    together in the background at the training's priority. name → (network, export
+    directory, Started)."""
     from tests.trained import load_trained
     weights = work.get(f"trained:{family}")
     if work.closing.is_set():
@@ -318,7 +321,7 @@ def _start_exports(family: str, work: EarlyWork, dataset, labels: Path,
         net, edited = _edited_weights(name, model, logs)
         started[name] = (net, out, Started(
             [*export_args(family, edited or weights, dataset, labels, out), *extra, "--json"],
-            logs, nice=TRAIN_NICE))
+            logs, nice=LONG_CHAIN_NICE.get(family, EARLY_NICE)))
     return started
 
 
