@@ -127,6 +127,7 @@ EARLY_NICE = 10
 # (on two threads each) and their exports.
 LONG_CHAIN_NICE = {"mobilenet_v2": 5, "mobilenet_v3_large": 5}
 
+
 class EarlyWork:
     """Fixture name → its result. What a collected test needs is started on a thread when the
     session begins (trainings, builds of random networks, venv installs: subprocesses the
