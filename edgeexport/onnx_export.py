@@ -2,8 +2,8 @@
 dynamo exporter, onnxsim).
 
 Node names become ``<module path>/<OpType>``, the static analysis' layer names, so the profile
-stage can map kernel times back to layers. Exporter metadata is dropped: its stack traces hold absolute paths and would make the
-same model export to different bytes from two checkouts.
+stage can map kernel times back to layers. Exporter metadata is dropped: its stack traces hold
+absolute paths and would make the same model export to different bytes from two checkouts.
 """
 from __future__ import annotations
 
@@ -51,12 +51,12 @@ def simplify(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 def rename_nodes(proto: onnx.ModelProto, analysis: Analysis) -> None:
     """Name every node after the module it came from; strip exporter metadata."""
-    index = {r.name: i for i, r in enumerate(analysis.layers)}
+    layers = {r.name for r in analysis.layers}
     counts: Counter[str] = Counter()
     for node in proto.graph.node:
         meta = {p.key: p.value for p in node.metadata_props}
         scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
-        module = _innermost_layer(scopes[:-1], index) or "graph"
+        module = _innermost_layer(scopes[:-1], layers) or "graph"
         base = f"{module}/{node.op_type}"
         node.name = base if counts[base] == 0 else f"{base}_{counts[base]}"
         counts[base] += 1
@@ -85,9 +85,9 @@ def _rename_values(proto: onnx.ModelProto) -> None:
         info.name = renamed.get(info.name, info.name)
 
 
-def _innermost_layer(scopes: list[str], index: dict[str, int]) -> str | None:
+def _innermost_layer(scopes: list[str], layers: set[str]) -> str | None:
     for scope in reversed(scopes):
-        if scope in index:
+        if scope in layers:
             return scope
     deepest = [s for s in scopes if s]
     return deepest[-1] if deepest else None
