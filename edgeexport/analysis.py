@@ -13,31 +13,13 @@ import math
 import torch
 from torch import nn
 
-from edgeexport.errors import UserError
-from edgeexport.models import create_model, family
+from edgeexport.models import create_model
 from edgeexport.models.layers import ResidualAdd
 from edgeexport.models.mobilenet_v3 import SqueezeExcitation
-from edgeexport.records import MIN_RESOLUTION, Analysis, LayerCost, SeparableBlock, Variant
+from edgeexport.records import Analysis, LayerCost, SeparableBlock, Variant, check_variant
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid)
 SKIPPED = (nn.Dropout, nn.Identity)
-
-
-def check_variant(variant: Variant) -> Variant:
-    """Reject a variant the networks cannot be built at, naming the problem."""
-    try:
-        family(variant.family)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    if not (isinstance(variant.alpha, (int, float)) and math.isfinite(variant.alpha)
-            and variant.alpha > 0):
-        raise UserError(f"alpha must be a number > 0, got {variant.alpha!r}")
-    if variant.resolution < MIN_RESOLUTION:
-        raise UserError(f"resolution must be an integer ≥ {MIN_RESOLUTION}, "
-                        f"got {variant.resolution}")
-    if variant.num_classes < 1:
-        raise UserError(f"num_classes must be ≥ 1, got {variant.num_classes}")
-    return variant
 
 
 def op_kind(module: nn.Module, parent: nn.Module | None) -> str | None:

@@ -44,7 +44,8 @@ EXPORTED = ".exported.json"
 MEASUREMENT_ONLY = ("device",)  # inputs that change the measurements, not the files
 # Modules that do not shape a variant's files: changing them rebuilds nothing.
 NOT_SHAPING = {"__init__.py", "__main__.py", "build.py", "console.py", "report.py", "pull.py",
-               "transfer.py", "quant_report.py", "board_report.py", "build_measurements.py"}
+               "transfer.py", "quant_report.py", "board_report.py", "build_measurements.py",
+               "analysis_cache.py"}
 
 
 @dataclass

@@ -328,10 +328,10 @@ def fit_runtime(measurements: list[Measurement],
 
 
 def analysed_features(m: Measurement) -> np.ndarray:
-    """network_features of a measurement's variant, from the static analysis (needs torch)."""
-    from edgeexport.analysis import analyze
+    """network_features of a measurement's variant, from its static analysis."""
+    from edgeexport.analysis_cache import cached_analysis
     from edgeexport.records import Variant
-    return network_features(analyze(Variant(m.family, m.alpha, m.resolution)).layers,
+    return network_features(cached_analysis(Variant(m.family, m.alpha, m.resolution)).layers,
                             m.precision)
 
 

@@ -4,8 +4,12 @@ No torch import here: the light device install reads these too.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from edgeexport.errors import UserError
+from edgeexport.models import family
 
 MIN_RESOLUTION = 32  # five stride-2 stages leave 1×1 before the global pool
 
@@ -32,6 +36,23 @@ class Variant:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_variant(variant: Variant) -> Variant:
+    """Reject a variant the networks cannot be built at, naming the problem."""
+    try:
+        family(variant.family)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not (isinstance(variant.alpha, (int, float)) and math.isfinite(variant.alpha)
+            and variant.alpha > 0):
+        raise UserError(f"alpha must be a number > 0, got {variant.alpha!r}")
+    if variant.resolution < MIN_RESOLUTION:
+        raise UserError(f"resolution must be an integer ≥ {MIN_RESOLUTION}, "
+                        f"got {variant.resolution}")
+    if variant.num_classes < 1:
+        raise UserError(f"num_classes must be ≥ 1, got {variant.num_classes}")
+    return variant
 
 
 @dataclass

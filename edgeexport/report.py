@@ -178,11 +178,11 @@ def _plots(rows, target, chosen, reference, where, label="here") -> list[tuple[s
                   "45 nm proxy (MACs and bytes), not a measurement."))
 
     if reference and target.latency_model is not None:
-        from edgeexport.analysis import analyze
+        from edgeexport.analysis_cache import cached_analysis
         from edgeexport.estimate import estimate
         fig, ax = plt.subplots(figsize=(5, 5))
         networks = {(m["family"], m["alpha"], m["resolution"]) for m in reference}
-        analyses = {n: analyze(Variant(*n)) for n in sorted(networks)}  # fp32 and int8 rows
+        analyses = {n: cached_analysis(Variant(*n)) for n in sorted(networks)}  # fp32 and int8 rows
         for precision, color in (("fp32", "#1f77b4"), ("int8", "#d62728")):
             pairs = [(m["latency_ms"], estimate(
                 analyses[m["family"], m["alpha"], m["resolution"]], target,

@@ -1,4 +1,9 @@
 """Per-layer analysis against hand calculations."""
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from edgeexport.analysis import analyze
@@ -53,6 +58,29 @@ def test_summary_json(family, alpha, res, published_m):
     assert data["total_params"] == sum(layer["params"] for layer in data["layers"])
     for layer in data["layers"]:
         assert {"name", "op", "params", "macs", "output_shape"} <= set(layer)
+
+
+def test_a_cached_analysis_is_the_fresh_one_and_needs_no_torch(tmp_path):
+    """`summary`, `estimate`, `calibrate` and the report read analyses through a cache: what it
+    gives back is what a fresh analysis gives, without importing torch, and a damaged entry
+    is made again."""
+    env = {"EDGEEXPORT_CACHE_DIR": str(tmp_path)}
+    args = ("summary", "mobilenet_v3_small", "--alpha", 0.75, "--resolution", 96)
+    fresh = analyze(Variant("mobilenet_v3_small", 0.75, 96)).to_json()
+    assert run_json(*args, env=env) == fresh  # cold: made, then kept
+    (entry,) = tmp_path.rglob("*.json")
+    assert json.loads(entry.read_text()) == fresh
+    assert run_json(*args, env=env) == fresh  # warm
+    probe = ("import sys; from edgeexport.analysis_cache import cached_analysis; "
+             "from edgeexport.records import Variant; "
+             "cached_analysis(Variant('mobilenet_v3_small', 0.75, 96)); "
+             "print('torch' in sys.modules)")
+    warm = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, env={**os.environ, **env})
+    assert warm.stdout.strip() == "False"
+    entry.write_text('{"schema_version": 1, "layers": [')
+    assert run_json(*args, env=env) == fresh
+    assert json.loads(entry.read_text()) == fresh
 
 
 def test_models_lists_families_and_grids():

@@ -103,10 +103,10 @@ def print_latency_report(report: Measured | Estimated) -> None:
 def estimate(family, alpha, resolution, num_classes, target, precision, runtime, clock_mhz,
              threads, as_json):
     """Estimate per-layer latency and energy on a target that is not attached."""
-    from edgeexport.analysis import analyze
+    from edgeexport.analysis_cache import cached_analysis
     from edgeexport.estimate import estimate as run_estimate
     from edgeexport.records import Variant
-    analysis = analyze(Variant(family, alpha, resolution, num_classes))
+    analysis = cached_analysis(Variant(family, alpha, resolution, num_classes))
     report = run_estimate(analysis, target, precision, runtime, clock_mhz, threads)
     if as_json:
         print_json(dataclasses.asdict(report))

@@ -27,9 +27,9 @@ def models(as_json):
 @json_option
 def summary(family, alpha, resolution, num_classes, as_json):
     """Per-layer parameters, mult-adds, bytes and the separable-vs-standard comparison."""
-    from edgeexport.analysis import analyze
+    from edgeexport.analysis_cache import cached_analysis
     from edgeexport.records import Variant
-    analysis = analyze(Variant(family, alpha, resolution, num_classes))
+    analysis = cached_analysis(Variant(family, alpha, resolution, num_classes))
     data = analysis.to_json()
     if as_json:
         print_json(data)
