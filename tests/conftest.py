@@ -34,8 +34,23 @@ FOREGROUND_FIXTURES = {"trained", "exported", "collapsing_v3", "built", "built_1
 
 # The trained networks and their exports are the last shared work to finish: the tests reading
 # them run after the others (builds, the board, the farm, pull), which then run while the
-# networks train instead of one by one after them.
+# networks train instead of one by one after them. Among them, those reading only weights
+# first (a training ends a minute before its exports), then those of one family in the order
+# the families are ready (READY_ORDER: their chains' priorities and lengths), and last those
+# reading several or naming theirs inside (a few seconds each): what is left to run after the
+# last export is that family's tests, not a quarter of all.
 LAST_FIXTURES = {"trained", "exported", "collapsing_v3"}
+READY_ORDER = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1")
+
+
+def _run_order(item) -> tuple[int, int]:
+    used = set(item.fixturenames)
+    if not used & LAST_FIXTURES:
+        return 0, 0
+    if not used & {"exported", "collapsing_v3"}:
+        return 1, 0
+    family = getattr(item, "callspec", None) and item.callspec.params.get("family")
+    return 2, READY_ORDER.index(family) if family in READY_ORDER else len(READY_ORDER)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects on the mark
@@ -43,7 +58,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if not FOREGROUND_FIXTURES & set(item.fixturenames):
             item.add_marker("background")
-    items.sort(key=lambda item: bool(LAST_FIXTURES & set(item.fixturenames)))  # stable
+    items.sort(key=_run_order)  # stable
 
 
 def _lowered(nice: int):
@@ -128,9 +143,10 @@ def torchvision_models():
 # exports, the 128 px build): the shared build they read, and the commands the tests run
 # themselves, go first, and the trainings fill whatever CPU those leave.
 EARLY_NICE = 10
-# Except the two longest chains, which the last tests wait for: V2's and V3-Large's trainings
-# (on two threads each) and their exports.
-LONG_CHAIN_NICE = {"mobilenet_v2": 5, "mobilenet_v3_large": 5}
+# Except the longest chains, which the last tests wait for: V2's training (on two threads),
+# V3-Large's (with two exports) and V3-Small's (1000 steps), and their exports. V1's, the
+# shortest, ends last: its two exports then run side by side on both cores.
+LONG_CHAIN_NICE = {"mobilenet_v2": 5, "mobilenet_v3_large": 5, "mobilenet_v3_small": 5}
 
 
 class EarlyWork:

@@ -188,27 +188,28 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path):
 
 
 def test_weights_directory_with_any_spelling_of_alpha(trained, dataset, tmp_path):
-    """Before: `mobilenet_v1_0.50.pt` was silently ignored (the lookup formatted α with :g) and
-    the variant was built from random weights. The built fp32 model must compute what the
-    trained PyTorch network computes."""
+    """Before: `mobilenet_v2_0.50.pt` (any α spelt with a trailing 0) was silently ignored
+    (the lookup formatted α with :g) and the variant was built from random weights. The built
+    fp32 model must compute what the trained PyTorch network computes (V2's: the first
+    network trained)."""
     import numpy as np
     import onnxruntime as ort
     import torch
     from tests.trained import inputs_for
-    model, weights = trained("mobilenet_v1")
+    model, weights = trained("mobilenet_v2")
     wdir = tmp_path / "weights"
     wdir.mkdir()
-    shutil.copy(weights, wdir / "mobilenet_v1_0.50.pt")
-    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.5",
+    shutil.copy(weights, wdir / "mobilenet_v2_0.50.pt")
+    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v2", "--alpha", "0.5",
                    "--resolution", "64", "--num-classes", "4", "--weights", wdir,
                    "--calib", dataset["train"], "--formats", "onnx", "--out", tmp_path / "dist",
                    "--json")
-    assert json.loads(proc.stdout)["built"] == ["mobilenet_v1_0.5_64"]
-    directory = tmp_path / "dist" / "rpi4" / "mobilenet_v1_0.5_64"
+    assert json.loads(proc.stdout)["built"] == ["mobilenet_v2_0.5_64"]
+    directory = tmp_path / "dist" / "rpi4" / "mobilenet_v2_0.5_64"
     card = json.loads((directory / "card.json").read_text())
     assert card["weights"]["sha256"] == sha256(weights)
     assert card["calibration"]["synthetic"] is False  # the build passed --calib on
-    x = inputs_for("mobilenet_v1", dataset["eval"]).inputs[:8]
+    x = inputs_for("mobilenet_v2", dataset["eval"]).inputs[:8]
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
     session = ort.InferenceSession(str(directory / "model.fp32.onnx"))
