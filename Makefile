@@ -67,6 +67,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/profile_overhead.py
 	$(BIN)/python bench/tflite_stage_time.py
 	$(BIN)/python bench/export_folding.py
+	$(BIN)/python bench/analysis_cache.py
+	$(BIN)/python bench/training_layout.py
 	$(BIN)/python bench/build_time.py
 	$(BIN)/python bench/estimate_checks.py
 	$(BIN)/python bench/parallel_speedup.py
