@@ -143,9 +143,9 @@ def torchvision_models():
 # exports, the 128 px build): the shared build they read, and the commands the tests run
 # themselves, go first, and the trainings fill whatever CPU those leave.
 EARLY_NICE = 10
-# Except the longest chains, which the last tests wait for: V2's training (on two threads),
-# V3-Large's (with two exports) and V3-Small's (1000 steps), and their exports. V1's, the
-# shortest, ends last: its two exports then run side by side on both cores.
+# Except the chains of V2, V3-Large and V3-Small, trainings and exports, which the last tests
+# wait for: V1's ends last (READY_ORDER), and its two exports then run side by side on both
+# cores.
 LONG_CHAIN_NICE = {"mobilenet_v2": 5, "mobilenet_v3_large": 5, "mobilenet_v3_small": 5}
 
 
