@@ -286,8 +286,9 @@ def _start_collapsing_exports(weights: Path, dataset, tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def collapsing_v3(early):
     """name → (model, export directory, finished `edgeexport export`) of a V3-Large trained
-    COLLAPSING_STEPS steps at a constant rate 2e-3: heavy-tailed activations that plain int8 cannot hold (cosine
-    far below 0.98). Trained once per run; its exports: _start_collapsing_exports."""
+    COLLAPSING_STEPS steps at a constant rate 2e-3: heavy-tailed activations that plain int8
+    cannot hold (cosine far below 0.98). Trained once per run; its exports:
+    _start_collapsing_exports."""
     from tests.trained import load_trained
     model = load_trained("mobilenet_v3_large", early.get("trained:collapsing"))
     started = early.get("collapsing_exports")
