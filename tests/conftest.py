@@ -36,11 +36,11 @@ FOREGROUND_FIXTURES = {"trained", "exported", "collapsing_v3", "built", "built_1
 # them run after the others (builds, the board, the farm, pull), which then run while the
 # networks train instead of one by one after them. Among them, those reading only weights
 # first (a training ends a minute before its exports), then those of one family in the order
-# the families are ready (READY_ORDER: their chains' priorities and lengths), and last those
-# reading several or naming theirs inside (a few seconds each): what is left to run after the
-# last export is that family's tests, not a quarter of all.
+# the families were ready in measured runs (READY_ORDER, from their chains' priorities and
+# lengths), and last those reading several or naming theirs inside (a few seconds each):
+# what is left to run after the last export is that family's tests, not a quarter of all.
 LAST_FIXTURES = {"trained", "exported", "collapsing_v3"}
-READY_ORDER = ("mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "mobilenet_v1")
+READY_ORDER = ("mobilenet_v3_small", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v1")
 
 
 def _run_order(item) -> tuple[int, int]:
@@ -219,17 +219,16 @@ def early(request, tmp_path_factory, board_root):
     work.pool.shutdown(cancel_futures=True)
 
 
-# An under-trained V3-Large: 120 steps at a constant rate 2e-3 (tests of int8 drift), on one
-# thread. Measured (channels-last): after 120 steps plain int8 cosine 0.51, 0.37-0.51 with 1 to
+# An under-trained V3-Large: 120 steps at a constant rate 2e-3 (tests of int8 drift). Measured (channels-last): after 120 steps plain int8 cosine 0.51, 0.37-0.51 with 1 to
 # 16 layers kept at 16 bits, the heaviest tail 121×; after 250 steps, twice the CPU, 0.69,
 # 0.58-0.69 and 115×: it collapses either way.
 COLLAPSING_STEPS = 120
-COLLAPSING_RECIPE = ("lr=2e-3", "schedule=constant", "threads=1")
+COLLAPSING_RECIPE = ("lr=2e-3", "schedule=constant")
 
 
 def _trainer(family: str, steps: int, data: Path, out: Path, *recipe: str, nice: int):
-    """Train in a process of its own (on TRAIN_THREADS, or the recipe's threads=), at
-    ``nice``: the networks train side by side."""
+    """Train in a process of its own (on one thread: tests.trained), at ``nice``: the
+    networks train side by side."""
     def train() -> Path:
         proc = subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps),
                                str(data), str(out), *recipe], cwd=ROOT, capture_output=True,

@@ -55,7 +55,7 @@ def train(model: torch.nn.Module, inputs: np.ndarray, labels: np.ndarray, steps:
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     # Channels-last (NHWC) tensors: a step of these small convolutions takes about a quarter
-    # less CPU than in NCHW (measured on V1 and V3-Large, one and two threads).
+    # less CPU than in NCHW (bench/training_layout.py).
     model.to(memory_format=torch.channels_last).train()
     x_all = torch.from_numpy(inputs).contiguous(memory_format=torch.channels_last)
     y_all = torch.from_numpy(labels).long()
