@@ -36,7 +36,11 @@ def cache_root() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    digest = hashlib.sha256(importlib.metadata.version("torch").encode())
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:  # nothing can be made: analyze says why
+        torch_version = "none"
+    digest = hashlib.sha256(torch_version.encode())
     for name in SHAPING:
         digest.update(name.encode() + Path(importlib.util.find_spec(name).origin).read_bytes())
     return digest.hexdigest()[:16]
