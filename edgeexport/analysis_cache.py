@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from edgeexport.fileio import write_json
+from edgeexport.fileio import user_cache_dir, write_json
 from edgeexport.records import Analysis, Variant, check_variant
 
 # The modules an analysis depends on (their source is hashed into the cache's directory).
@@ -28,10 +28,7 @@ SHAPING = ("edgeexport.analysis", "edgeexport.records", "edgeexport.models.regis
 
 
 def cache_root() -> Path:
-    if os.environ.get("EDGEEXPORT_CACHE_DIR"):
-        return Path(os.environ["EDGEEXPORT_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgeexport"
+    return Path(os.environ.get("EDGEEXPORT_CACHE_DIR") or user_cache_dir())
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,7 +58,6 @@ def cached_analysis(variant: Variant) -> Analysis:
     from edgeexport.analysis import analyze
     analysis = analyze(variant)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, analysis.to_json())  # a temp file renamed: readers see all or nothing
     except OSError:
         pass

@@ -1,4 +1,5 @@
-"""Atomic writes and hashes: nothing half-written, every artifact verifiable."""
+"""Atomic writes and hashes: nothing half-written, every artifact verifiable; and where
+edgeexport keeps its caches."""
 from __future__ import annotations
 
 import contextlib
@@ -58,3 +59,9 @@ def safe_relative(root: Path, relative: str) -> Path:
     if rel.is_absolute() or ".." in rel.parts or not rel.parts:
         raise ValueError(f"unsafe path {relative!r} (absolute or containing '..')")
     return root / rel
+
+
+def user_cache_dir() -> Path:
+    """edgeexport's directory in the user's cache: $XDG_CACHE_HOME/edgeexport, else
+    ~/.cache/edgeexport (the board's model cache and the host's analysis cache live in it)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeexport"

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from edgeexport.errors import UserError
-from edgeexport.fileio import sha256
+from edgeexport.fileio import sha256, user_cache_dir
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -20,8 +20,7 @@ CACHED, ADMITTED, MISSING = "cached", "admitted", "missing"
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "edgeexport" / "models"
+    return user_cache_dir() / "models"
 
 
 def parse_entry(entry: str) -> tuple[str, str]:
