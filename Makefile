@@ -67,6 +67,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/profile_overhead.py
 	$(BIN)/python bench/tflite_stage_time.py
 	$(BIN)/python bench/export_folding.py
+	$(BIN)/python bench/export_threads.py
 	$(BIN)/python bench/analysis_cache.py
 	$(BIN)/python bench/training_layout.py
 	$(BIN)/python bench/build_time.py

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgeexport.runtimes import session_options
+
 
 @dataclass(frozen=True)
 class ActivationTail:
@@ -29,7 +31,8 @@ def activation_tails(fp32_path: Path, inputs: np.ndarray, top: int = 3) -> list[
     layer_of = {out: node.name.split("/")[0] for node in proto.graph.node for out in node.output}
     del proto.graph.output[:]
     proto.graph.output.extend(onnx.ValueInfoProto(name=name) for name in layer_of)
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(proto.SerializeToString(), session_options(),
+                                   providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     peaks = np.array([[float(np.abs(t).max()) for t in session.run(None, {input_name: x[None]})]
                       for x in inputs])  # images × tensors

@@ -161,9 +161,14 @@ def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[f
     tensor (onnxruntime's ``quantize_nparray``), not the int8 model's pre-QDQ tensor: where
     onnxruntime removed a Relu into the range, that tensor is the pre-activation."""
     import onnx
+    import onnxruntime as ort
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations, compute_activation_error, create_activation_matching,
         modify_model_output_intermediate_tensors)
+
+    from edgeexport.runtimes import session_options
+    options = session_options()  # one thread; unoptimised, as collect_activations' default
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     graph = onnx.shape_inference.infer_shapes(
         onnx.load(str(fp32), load_external_data=False)).graph
     name = graph.input[0].name
@@ -172,7 +177,7 @@ def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[f
         for tag, path in (("float", fp32), ("qdq", int8)):
             augmented = str(Path(tmp) / f"{tag}.onnx")
             modify_model_output_intermediate_tensors(str(path), augmented)
-            acts[tag] = collect_activations(augmented, _reader(inputs, name))
+            acts[tag] = collect_activations(augmented, _reader(inputs, name), options)
     matching = {k: v for k, v in create_activation_matching(acts["qdq"], acts["float"]).items()
                 if "float" in v}
     errors = compute_activation_error(matching, err_func=_mean_sqnr)

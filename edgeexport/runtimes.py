@@ -8,13 +8,21 @@ import numpy as np
 from edgeexport.errors import UserError
 
 
-def onnx_session(path: Path, threads: int = 1, profile_prefix: str | None = None):
+def session_options(threads: int = 1):
+    """onnxruntime session options running ops one after another on ``threads`` threads
+    (onnxruntime's default is one per core)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    return so
+
+
+def onnx_session(path: Path, threads: int = 1, profile_prefix: str | None = None):
+    import onnxruntime as ort
+    so = session_options(threads)
     if profile_prefix is not None:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix

@@ -1,6 +1,7 @@
 """The ``edgeexport`` command: one module per command family, shared options in ``options``.
 Heavy imports (torch, onnx) happen inside the commands that need them, so ``profile`` works on
 a device with only ``edgeexport[device]`` installed."""
+from edgeexport.cli import process_defaults  # noqa: F401 (first: before numpy or torch loads)
 from edgeexport.cli import (device, export, latency, pull,  # noqa: F401 (register)
                             quant, runtime, sweep, zoo)
 from edgeexport.cli.group import main

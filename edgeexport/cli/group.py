@@ -13,13 +13,6 @@ class OneLineErrors(click.Group):
     """Usage and input errors print one line on stderr and exit non-zero; no traceback."""
 
     def main(self, *args, **kwargs):
-        # The TFLite converter's C++ logging (spawned build workers inherit this too).
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # torch's OpenMP threads sleep rather than spin while they wait (set before torch is
-        # imported). Export workers run side by side (--jobs) and beside other work; spinning,
-        # they burn the cores the others need: a 2-variant build beside two busy processes
-        # took 82 s of CPU, 39 s with passive waiting (alone: 40 s either way).
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
