@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import TFLITE_IO
 from tests.trained import FAMILIES, cosine, inputs_for
 
 
@@ -41,10 +42,19 @@ def module_census(model: nn.Module, x: torch.Tensor) -> Counter:
 def test_int8_tflite_is_one_xnnpack_partition(family, exported):
     _, out, card = exported(family)
     ops = litert_listing(out / "model.int8.tflite")
-    assert sum(op["op_name"] == "DELEGATE" for op in ops) == 1
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    assert len(delegates) == 1
     assert not any(op["op_name"] == "HARD_SWISH" for op in ops)
+    # Run outside the delegate: the ops feeding it or fed by it. None with int8 I/O; with
+    # uint8 I/O (V1's plain export) the two QUANTIZE ops converting uint8↔int8, which
+    # XNNPACK does not take.
+    fed, produced = set(delegates[0]["inputs"]), set(delegates[0]["outputs"])
+    outside = [op["op_name"] for op in ops if op["op_name"] != "DELEGATE" and (
+        set(op["outputs"]) & fed or set(op["inputs"]) & produced)]
+    assert outside == (["QUANTIZE", "QUANTIZE"] if TFLITE_IO.get(family) == "uint8" else [])
     xnnpack = card["tflite"]["xnnpack"]
-    assert xnnpack["partitions"] == 1 and xnnpack["not_delegated"] == []
+    assert xnnpack["partitions"] == 1
+    assert [n["op"] for n in xnnpack["not_delegated"]] == outside
     assert xnnpack["ops"] == sum(op["op_name"] != "DELEGATE" for op in ops)
 
 
