@@ -68,9 +68,10 @@ def test_export_without_weights_is_flagged(built):
 
 
 def test_int8_drift_is_detected_not_shipped(dataset, collapsing_v3):
-    """An under-trained V3 (120 steps, constant rate) has heavy-tailed activations that no
+    """An under-trained V3 (80 steps, constant rate) has heavy-tailed activations that no
     int8 range fits: with --no-repair the export must refuse it, say where, and write
-    nothing (without the flag it is repaired: test_int8_repair.py)."""
+    nothing (without the flag the repair is tried and runs out of its budget:
+    test_int8_repair.py)."""
     model, out, proc = collapsing_v3("refused")
     assert proc.returncode == 1
     assert_one_line_error(proc, "drifts", "cosine", "heaviest-tailed")
