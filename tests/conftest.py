@@ -200,9 +200,9 @@ def early(request, tmp_path_factory, board_root):
     makers.update({  # all start at once
         "device_venv": lambda: _device_venv(board_root / "device-venv", source / "edgeexport"),
         "tflite_runtime_python": _tflite_runtime_venv,
-        # The build most tests read exports on both cores; the 128 px one, which one test
-        # reads late, in one worker process (each worker's imports cost ~8 s of CPU).
-        "built": lambda: _build(dist, BUILD_GRID, jobs=2),
+        # Both builds export in one worker process: a second worker's imports cost ~10 s of
+        # CPU, and the trainings keep the other core busy anyway.
+        "built": lambda: _build(dist, BUILD_GRID, jobs=1),
         "built_128": lambda: _build(dist128, BUILD_128_GRID, jobs=1, nice=EARLY_NICE),
     })
     work = EarlyWork(makers, needed)
