@@ -14,6 +14,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # busy processes took 82 s of CPU spinning, 39 s passive (alone: 40 s either way).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # numpy's OpenBLAS on one thread: the int8 error map's array work is on small tensors, where
-# a second BLAS thread mostly waits. bench/export_threads.py: the TFLite error map 2.5 → 1.3 s
-# of CPU, the four numpy-heavy export stages 0.79×; the same files and error map.
+# a second BLAS thread mostly waits. bench/export_threads.py: the TFLite error map 2.6 → 1.5 s
+# of CPU, the four numpy-heavy export stages 0.71-0.79×; the same files and error map.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
