@@ -23,7 +23,7 @@ unexport PYTHONDONTWRITEBYTECODE
 # pip's package locations: on these machines the CPU build of torch lies in a find-links
 # directory and the rest in local indexes beside PyPI. torch==2.13.0 resolves to that CPU
 # build (any other version pulls GBs of CUDA packages); every other version is the lock's.
-# Should uv fail, pip installs the same pins.
+# Should uv not install or not succeed, pip installs the same pins.
 pip_config = $(shell $(PYTHON) -m pip config get global.$(1) 2>/dev/null)
 PIP_LOCATIONS := $(foreach d,$(sort $(call pip_config,find-links) $(PIP_FIND_LINKS)),--find-links $(d)) \
   $(foreach u,$(call pip_config,extra-index-url),--extra-index-url $(u))
@@ -31,8 +31,8 @@ INSTALL_PINS := -c constraints.txt torch==2.13.0 -e ".[dev]"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt uv
-	$(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match \
+	$(BIN)/pip install -q -c constraints.txt uv && \
+	  $(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match \
 	  $(PIP_LOCATIONS) $(INSTALL_PINS) || $(BIN)/pip install -q --no-compile $(INSTALL_PINS)
 	touch $@
 
