@@ -92,13 +92,13 @@ def _normalise(path: Path) -> None:
 def quantized_op_counts(int8_path: Path, threads: int = 1) -> dict[str, dict[str, int]]:
     """After onnxruntime's optimisations here: per op kind, how many run quantized vs float."""
     import onnxruntime as ort
+
+    from edgeexport.runtimes import session_options
     with tempfile.TemporaryDirectory() as tmp:
         optimized = Path(tmp) / "optimized.onnx"
-        so = ort.SessionOptions()
+        so = session_options(threads)
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(optimized)
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
         ort.InferenceSession(str(int8_path), so, providers=["CPUExecutionProvider"])
         ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
     counts = {}

@@ -14,12 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EDGEEXPORT = [sys.executable, "-m", "edgeexport"]
 
-# The suite runs trainings, exports and builds side by side on few cores: torch's OpenMP
-# threads must sleep, not spin, while another process holds the core they wait for, and
-# numpy's OpenBLAS keeps to one thread (every process the session starts inherits these;
-# `edgeexport` sets the same defaults itself: edgeexport/cli/process_defaults.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The suite runs trainings, exports and builds side by side on few cores: this process and
+# every process it starts take edgeexport's own thread defaults (torch's OpenMP threads sleep
+# rather than spin while another process holds the core they wait for; numpy's OpenBLAS on
+# one thread), set before numpy or torch loads.
+import edgeexport.cli.process_defaults  # noqa: E402,F401
 # Static analyses are cached between commands (edgeexport.analysis_cache): the session keeps
 # its own cache, shared by every command it runs, so that it reads nothing from the user's.
 os.environ["EDGEEXPORT_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-cache-")
