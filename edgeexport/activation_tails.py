@@ -48,6 +48,6 @@ def activation_tails(fp32_path: Path, inputs: np.ndarray, top: int = 3) -> list[
 def describe(tails: list[ActivationTail]) -> str:
     listed = ", ".join(f"{t.layer} {t.ratio:.0f}×" for t in tails)
     return (f"heaviest-tailed activations (largest calibration image / median image): "
-            f"{listed}; int8 keeps one range per tensor, so train the network further or "
-            f"try --calib-method Percentile, or drop --no-repair to keep the most sensitive "
-            f"layers at 16 bits")
+            f"{listed}; int8 keeps one range per tensor, so train the network further "
+            f"or drop --no-repair / --int8 strict to keep the most sensitive layers at 16 "
+            f"bits")

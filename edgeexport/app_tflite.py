@@ -65,13 +65,13 @@ def xnnpack_partitions(path: Path) -> dict:
 
 
 def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
-                     held_out: ImageSet, reference: np.ndarray, staging: Path, method: str,
+                     held_out: ImageSet, reference: np.ndarray, staging: Path,
                      check_int8: Callable, describe: dict, int8_file: Path,
-                     plan: PrecisionPlan | None) -> tuple[Path, Comparison, AppTflite]:
-    """Pixel input on the fp32 file, quantize with ``int8_file``'s precision plan (its
-    hard-sigmoid ranges and repaired layers), give uint8 pixel I/O, embed metadata, validate
-    against PyTorch. ``describe``: name/description/version/author/license/labels for the
-    metadata."""
+                     plan: PrecisionPlan) -> tuple[Path, Comparison, AppTflite]:
+    """Pixel input on the fp32 file, quantize with ``int8_file``'s precision plan (its range
+    method, hard-sigmoid ranges and repaired layers), give uint8 pixel I/O, embed metadata,
+    validate against PyTorch. ``describe``: name/description/version/author/license/labels
+    for the metadata."""
     from edgeexport.tflite_export import quantize_int8
     from edgeexport.tflite_metadata import ModelDescription, embed_metadata
     from edgeexport.tflite_pixel_input import pixel_input
@@ -80,7 +80,7 @@ def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
     fp32 = staging / "app.fp32.tflite"
     write_bytes(fp32, pixel_input(fp32_file.read_bytes(), prep.mean, prep.std))
     pixels = to_pixels(calib, prep).transpose(0, 3, 1, 2).astype(np.float32)
-    int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", method, plan)
+    int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", plan)
     fp32.unlink()
     data = uint8_interface(int8.read_bytes(), input_quantization=PIXEL_QUANTIZATION)
     int8.unlink()
@@ -90,7 +90,7 @@ def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
     write_bytes(path, data)
 
     summary = read_tflite(path)
-    problems = summary.full_integer_problems("uint8")
+    problems = summary.full_integer_problems("uint8", mixed=bool(plan.keep))
     if problems:
         raise ValidationError(f"{APP_TFLITE} is not fully integer: {'; '.join(problems)}")
     xnnpack = xnnpack_partitions(path)

@@ -43,11 +43,11 @@ class ExportOptions:
     calib: Path | None = None
     eval: Path | None = None
     labels: Path | None = None
-    calib_method: str = "MinMax"
+    calib_method: str | None = None  # None: chosen by measurement (repair.RANGE_METHODS)
     calib_size: int = 256
     min_cosine: float = INT8_MIN_COSINE
     tflite_io_type: str | None = None  # None: the target's
-    repair: bool = True  # keep sensitive layers at 16 bits when int8 misses min_cosine
+    int8: str = "repair"  # repair.MODES: repair (may ship mixed precision), strict, off
 
 
 @dataclass
@@ -141,14 +141,18 @@ def run_export(opts: ExportOptions,
     opts.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=opts.out))
 
-    def check_int8(comparison):
-        if not enforce_int8:
-            return comparison
+    def with_tails(call):
+        """``call()``; a drift refused on the way is told with the heaviest-tailed layers."""
         try:
-            return require_int8_match(comparison, opts.min_cosine)
+            return call()
         except ValidationError as drift:
             tails = activation_tails(staging / "model.fp32.onnx", calib.inputs)
             raise ValidationError(f"{drift}; {describe(tails)}") from None
+
+    def check_int8(comparison):
+        if not enforce_int8:
+            return comparison
+        return with_tails(lambda: require_int8_match(comparison, opts.min_cosine))
 
     files: dict[str, Path] = {}
     validation: dict = {}
@@ -160,13 +164,13 @@ def run_export(opts: ExportOptions,
             "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels))
         on_stage("onnx int8")
         int8_stage = Int8Stage(model, analysis, staging, calib.inputs, opts.min_cosine,
-                               enforce_int8 and opts.repair)
-        int8, onnx_int8, _ = int8_stage.onnx(
+                               opts.int8, enforce_int8, opts.calib_method)
+        int8, onnx_int8, onnx_plan = with_tails(lambda: int8_stage.onnx(
             lambda plan: quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
                                        opts.target.onnx_activation_type,
-                                       opts.target.onnx_weight_type, opts.calib_method, plan),
+                                       opts.target.onnx_weight_type, plan.ranges, plan),
             lambda path: compare("model.fp32.onnx", fp32_out, "model.int8.onnx",
-                                 run_onnx(path, held_out.inputs), held_out.labels))
+                                 run_onnx(path, held_out.inputs), held_out.labels)))
         validation[ONNX_INT8_VS_ONNX_FP32] = check_int8(onnx_int8)
         files.update({"model.fp32.onnx": fp32, "model.int8.onnx": int8})
         # Per-layer static costs beside the models: `profile` joins them on the device.
@@ -179,14 +183,23 @@ def run_export(opts: ExportOptions,
             on_stage("tflite")
             tflite_info = export_tflite(exportable, prep, calib, held_out, reference, staging,
                                         opts.tflite_io_type or opts.target.tflite_io_type,
-                                        opts.calib_method, check_int8,
-                                        app_description(v, labels), int8_stage.tflite)
+                                        check_int8,
+                                        app_description(v, labels),
+                                        lambda *fns: with_tails(lambda: int8_stage.tflite(*fns)))
             files.update(tflite_info.pop("files"))
             validation.update(tflite_info.pop("validation"))
             app_info = AppCard(app=tflite_info.pop("app"),
                                runtime_requirements=tflite_info.pop("runtime_requirements"))
         on_stage("int8 error map")
         error_map = int8_stage.error_map(fp32, int8, tflite_info is not None)
+        repair_summary = int8_stage.summary()
+        for record in repair_summary.formats:
+            if record.mixed:
+                warnings.append(
+                    f"mixed precision: model.int8.{record.format} keeps {len(record.kept)} "
+                    f"layer(s) at 16-bit activations (full int8 reached cosine "
+                    f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
+                    f"{opts.min_cosine}); --int8 strict refuses instead")
         on_stage("card")
         card = Card(
             variant=v, params=analysis.total_params, macs=analysis.total_macs,
@@ -207,8 +220,8 @@ def run_export(opts: ExportOptions,
                 input_quantization=_first_quantize_params(int8),
                 quantized_ops_here=quantized_op_counts(int8)),
             tflite=TfliteInfo(**tflite_info) if tflite_info else None,
-            int8_error_map=error_map, int8_repair=int8_stage.summary(),
-            calibration=ImageSetInfo(**calib.summary(), method=opts.calib_method),
+            int8_error_map=error_map, int8_repair=repair_summary,
+            calibration=ImageSetInfo(**calib.summary(), method=onnx_plan.ranges),
             validation_set=ImageSetInfo(**held_out.summary()), validation=validation,
             tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
                                   int8_min_mean_cosine=opts.min_cosine,

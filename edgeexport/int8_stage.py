@@ -1,5 +1,5 @@
-"""The export's int8 step for both formats: the default precision plan, validation, repair
-when the tolerance is missed, and the per-layer error map of the shipped files.
+"""The export's int8 step for both formats: range setting chosen by measurement, validation,
+repair when the tolerance is missed (repair), and the per-layer error map of the shipped files.
 
 One repair order serves both formats: it comes from the int8 ONNX error map of the default
 plan (local SQNR per layer), computed once, when a repair first needs it. The card's map has
@@ -8,6 +8,7 @@ report.html join the per-layer latency of profile.json.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,22 +17,27 @@ import numpy as np
 from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.quant_error import ErrorMap, build_error_map
 from edgeexport.records import Analysis
-from edgeexport.repair import (RepairRecord, RepairSummary, p50_timer, quantize_validated,
-                               repair_order)
+from edgeexport.repair import (RANGE_METHODS, RepairRecord, RepairSummary, p50_timer,
+                               quantize_validated, repair_order)
 from edgeexport.validate import Comparison
 
 
 class Int8Stage:
     def __init__(self, model, analysis: Analysis, staging: Path, calibration: np.ndarray,
-                 min_cosine: float, repair: bool) -> None:
+                 min_cosine: float, mode: str, enforced: bool, ranges: str | None) -> None:
+        """``mode``: repair, strict or off (repair); ``enforced``: the tolerance applies
+        (trained weights); ``ranges``: the user's range method, None to choose by
+        measurement. Not enforced, only the first method is tried and nothing repaired."""
         self.plan = PrecisionPlan.defaults(model)
         self.analysis = analysis.to_json()
         self.staging = staging
         self.calibration = calibration
         self.min_cosine = min_cosine
-        self.repair = repair
+        self.mode = mode if enforced else "off"
+        self.enforced = enforced
+        self.ranges = ranges
         self.records: list[RepairRecord] = []
-        self._order: list[str] | None = None
+        self._order: tuple[list[str], ErrorMap] | None = None
 
     def onnx(self, quantize: Callable[[PrecisionPlan], Path],
              evaluate: Callable[[Path], Comparison]
@@ -44,25 +50,35 @@ class Int8Stage:
         return self._validated("tflite", "litert", quantize, evaluate)
 
     def _validated(self, fmt, runtime, quantize, evaluate):
-        """(file, its comparison, the precision plan it was quantized with)."""
+        """(file, its comparison, the precision plan it was quantized with). Not enforced:
+        the first method's file, whatever its drift (the caller reports it)."""
+        methods = (self.ranges,) if self.ranges else RANGE_METHODS[fmt]
+        if not self.enforced:
+            plan = self.plan.with_ranges(methods[0])
+            path = quantize(plan)
+            return path, evaluate(path), plan
+        # The second format starts its ladder at the rung where the first one held.
+        start = max((r.rung for r in self.records), default=0)
         path, result, record = quantize_validated(
-            fmt, self.plan, quantize, evaluate, self.min_cosine, self.repair, self._repair_order,
-            p50_timer(runtime))
+            fmt, self.plan, quantize, evaluate, self.min_cosine, self.mode, methods,
+            self._repair_order, p50_timer(runtime),
+            [row["name"] for row in self.analysis["layers"]], start)
         if record is None:
-            return path, result, self.plan
+            return path, result, self.plan.with_ranges(methods[0])
         self.records.append(record)
-        return path, result, self.plan.with_keep(record.kept)
+        return path, result, replace(self.plan.with_ranges(record.ranges).with_keep(
+            record.kept), every_layer=record.every_layer)
 
-    def _repair_order(self) -> list[str]:
-        """From the error map of the default plan's int8 ONNX. The ONNX step runs first, and
-        this is first called before any repair attempt, so ``model.int8.onnx`` in staging is
-        still the default plan's."""
+    def _repair_order(self) -> tuple[list[str], ErrorMap]:
+        """(repair order, error map) from the int8 ONNX the ladder starts from. The ONNX step
+        runs first, and this is first called when its range methods are spent, so
+        ``model.int8.onnx`` in staging is still full int8."""
         if self._order is None:
             plain = self.staging / "model.int8.onnx"
             emap = build_error_map(self.analysis["layers"],
                                    (self.staging / "model.fp32.onnx", plain), None,
                                    self.calibration)
-            self._order = repair_order(emap, self.analysis["layers"])
+            self._order = repair_order(emap, self.analysis["layers"]), emap
         return self._order
 
     def error_map(self, fp32_onnx: Path, int8_onnx: Path, with_tflite: bool) -> ErrorMap:
@@ -73,4 +89,4 @@ class Int8Stage:
                                self.calibration)
 
     def summary(self) -> RepairSummary:
-        return RepairSummary.of(self.repair, self.plan.unit_range, self.records)
+        return RepairSummary.of(self.mode, self.plan.unit_range, self.records)

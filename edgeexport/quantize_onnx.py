@@ -23,7 +23,6 @@ from edgeexport.fileio import atomic_path
 from edgeexport.onnx_int8_graph import int8_friendly
 from edgeexport.precision_plan import PrecisionPlan
 
-METHODS = ("MinMax", "Entropy", "Percentile")
 COUNTED_OPS = ("Conv", "Add", "Gemm", "Mul", "MatMul", "GlobalAveragePool", "ReduceMean",
                "HardSigmoid", "HardSwish")
 QUANTIZED_KERNELS = {"QLinearConv": "Conv", "QLinearAdd": "Add", "QGemm": "Gemm",
@@ -65,8 +64,10 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                 # and kept 0.998 with 7-bit ones. onnxruntime's documented remedy.
                 reduce_range=activation_type == "uint8",
                 activation_type=qtype[activation_type], weight_type=qtype[weight_type],
-                calibrate_method=getattr(CalibrationMethod, method),
+                calibrate_method=getattr(CalibrationMethod, method.replace(
+                    "MovingAverage", "MinMax")),
                 extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                               "CalibMovingAverage": method == "MovingAverage",
                                "TensorQuantOverrides": overrides})
         _normalise(out_tmp)
     return out_path

@@ -54,12 +54,11 @@ def convert_fp32(model: torch.nn.Module, resolution: int, path: Path) -> Path:
 
 
 def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
-                  io_type: str, method: str = "MinMax",
-                  plan: PrecisionPlan | None = None) -> Path:
-    """Static int8 with ai-edge-quantizer. Ranges: with MinMax, the true min/max over the
-    calibration set (as onnxruntime's MinMax); otherwise the library's default moving average
-    of per-image ranges, which clips rare outliers. ``plan``: layers kept at int16
-    activations and hard-sigmoid ranges (precision_plan). int8 HARD_SWISH ops are then
+                  io_type: str, plan: PrecisionPlan | None = None) -> Path:
+    """Static int8 with ai-edge-quantizer. ``plan`` (precision_plan; None: the default one):
+    its ranges, with MinMax the true min/max over the calibration set (as onnxruntime's
+    MinMax), otherwise the library's default moving average of per-image ranges, which clips
+    rare outliers; its layers kept at int16 activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
     rewritten into ops XNNPACK runs in int8 (tflite_hardswish), so the file stays one
     partition."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
@@ -69,7 +68,8 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     input_name = spec["inputs"][0]
     samples = [{input_name: x.transpose(1, 2, 0)[None].astype(np.float32)}
                for x in calibration_nchw]
-    update = (qsv_utils.min_max_update if method == "MinMax"
+    plan = plan or PrecisionPlan()
+    update = (qsv_utils.min_max_update if plan.ranges == "MinMax"
               else qsv_utils.moving_average_update)
     with quiet():
         manager = recipe_manager.RecipeManager()
@@ -78,8 +78,7 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
                                     mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
         cal.calibrate({signature: samples}, manager)
         qsvs, config = per_op_layout(cal.get_model_qsvs(), interpreter), recipe.static_wi8_ai8()
-        if plan is not None:
-            qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
+        qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
         q = quantizer.Quantizer(str(fp32_path), config)
         result = q.quantize(qsvs, enable_progress_report=False)
     data, _ = delegable_hard_swish(bytes(result.quantized_model))
@@ -130,26 +129,26 @@ def interface(path: Path, prep: Preprocessing) -> dict:
 
 def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
-                  method: str, check_int8: Callable, describe: dict,
+                  check_int8: Callable, describe: dict,
                   validated_int8: Callable | None = None) -> dict:
     """``describe``: name/description/version/author/license/labels for the app file's
     TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison, plan): quantize
     with a precision plan and repair (int8_stage); default: the plain static int8 recipe."""
     if validated_int8 is None:
         def validated_int8(quantize, evaluate):
-            path = quantize(None)
-            return path, evaluate(path), None
+            path = quantize(PrecisionPlan())
+            return path, evaluate(path), PrecisionPlan()
     fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
     validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
         "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
         held_out.labels))}
     int8, int8_comparison, plan = validated_int8(
         lambda plan: quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type,
-                                   method, plan),
+                                   plan),
         lambda path: compare("pytorch fp32", reference, "model.int8.tflite",
                              run_litert(path, held_out.inputs), held_out.labels))
     summary = read_tflite(int8)
-    problems = summary.full_integer_problems(io_type)
+    problems = summary.full_integer_problems(io_type, mixed=bool(plan.keep))
     if problems:
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
     validation[TFLITE_INT8_VS_PYTORCH] = check_int8(int8_comparison)
@@ -157,8 +156,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
     from edgeexport.tflite_runtime_version import runtime_requirement
     app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
-        fp32, prep, calib, held_out, reference, staging, method, check_int8, describe, int8,
-        plan)
+        fp32, prep, calib, held_out, reference, staging, check_int8, describe, int8, plan)
     requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
     # ---- end app-ready file ----
     return {
@@ -172,7 +170,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                                  "int8 asymmetric activations; each int8 HARD_SWISH "
                                  "rewritten as x · clamp(x/6 + 1/2, 0, 1) (1×1 depthwise "
                                  "conv + MUL) so XNNPACK runs it",
-                "calibration_ranges": "min/max over the set" if method == "MinMax"
+                "calibration_ranges": "min/max over the set" if plan.ranges == "MinMax"
                 else "moving average of per-image min/max"},
         "xnnpack": xnnpack_delegation(int8),
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",

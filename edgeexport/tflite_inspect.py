@@ -33,17 +33,19 @@ class TfliteSummary:
     def op_histogram(self) -> dict[str, int]:
         return dict(sorted(Counter(op.kind for op in self.ops).items()))
 
-    def full_integer_problems(self, io_type: str) -> list[str]:
-        """Why this is not a fully integer model with ``io_type`` I/O (empty list: it is)."""
+    def full_integer_problems(self, io_type: str, mixed: bool = False) -> list[str]:
+        """Why this is not a fully integer model with ``io_type`` I/O (empty list: it is).
+        ``mixed``: a mixed-precision plan (repair), whose 16-bit islands may run ops that
+        have no int16 kernel (HARD_SWISH) in float between DEQUANTIZE and QUANTIZE."""
         problems = []
         want = io_type.upper()
         if any(t != want for t in self.input_types + self.output_types):
             problems.append(f"I/O types {self.input_types}→{self.output_types}, not {want}")
         if "TRANSPOSE" in self.first_ops_on_input:
             problems.append("a TRANSPOSE reads the input (input is not NHWC)")
-        if "DEQUANTIZE" in self.op_histogram:
+        if "DEQUANTIZE" in self.op_histogram and not mixed:
             problems.append(f"{self.op_histogram['DEQUANTIZE']} DEQUANTIZE op(s)")
-        if self.float_tensors_in_ops:
+        if self.float_tensors_in_ops and not mixed:
             problems.append(f"float tensors in ops: {', '.join(self.float_tensors_in_ops[:5])}")
         for op in self.ops:
             if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and not op.weight_channels_quantized:

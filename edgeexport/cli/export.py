@@ -9,6 +9,7 @@ import click
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option, target_option, variant_options
 from edgeexport.console import print_json, print_table
+from edgeexport.precision_plan import RANGE_METHODS
 from edgeexport.validate import INT8_MIN_COSINE
 
 
@@ -22,8 +23,10 @@ from edgeexport.validate import INT8_MIN_COSINE
               help="labelled images to validate on (default: held out from --calib)")
 @click.option("--labels", type=click.Path(path_type=Path, dir_okay=False),
               help="class names, one per line, for card.json and app developers")
-@click.option("--calib-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]),
-              default="MinMax", show_default=True)
+@click.option("--calib-method", type=click.Choice(RANGE_METHODS), default=None,
+              help="how int8 activation ranges are set (default: MinMax, then MovingAverage, "
+                   "then Percentile, until one holds --min-cosine; TFLite takes "
+                   "MovingAverage for any but MinMax)")
 @click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="at most this many calibration images")
 @target_option
@@ -33,23 +36,29 @@ from edgeexport.validate import INT8_MIN_COSINE
               help="integer type of the .tflite input/output (default: the target's)")
 @click.option("--min-cosine", type=click.FloatRange(-1, 1), default=INT8_MIN_COSINE,
               show_default=True, help="int8 tolerance: least mean cosine vs the fp32 model")
+@click.option("--int8", "int8_mode", type=click.Choice(["repair", "strict"]),
+              default="repair", show_default=True,
+              help="repair: when no range setting holds --min-cosine, keep the most sensitive "
+                   "layers at 16-bit activations (mixed precision, flagged in card.json); "
+                   "strict: full int8 or a refusal")
 @click.option("--no-repair", is_flag=True,
-              help="refuse int8 that misses --min-cosine instead of keeping its most "
-                   "sensitive layers at 16-bit activations")
+              help="one range setting (--calib-method, default MinMax), full int8 or a "
+                   "refusal")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
 @json_option
 def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
-           calib_method, calib_size, target, formats, tflite_io, min_cosine, no_repair, out,
-           as_json):
+           calib_method, calib_size, target, formats, tflite_io, min_cosine, int8_mode,
+           no_repair, out, as_json):
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
     from edgeexport.export import ExportOptions, run_export
     from edgeexport.records import Variant
     opts = ExportOptions(
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,
-        calib=calib, eval=eval_dir, labels=labels, calib_method=calib_method,
+        calib=calib, eval=eval_dir, labels=labels,
         calib_size=calib_size, tflite_io_type=tflite_io, min_cosine=min_cosine,
-        repair=not no_repair)
+        int8="off" if no_repair else int8_mode,
+        calib_method=calib_method or ("MinMax" if no_repair else None))
     stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
         else (lambda s: None)
     result = run_export(opts, on_stage=stage)
