@@ -1,0 +1,95 @@
+"""How often int8 holds on networks nobody tuned: for each family, SEEDS × RECIPES trained on
+the synthetic stripes task (tests.synthetic_data), exported in both formats with the
+defaults; per network the full-int8 MinMax cosine, the shipped cosine and top-1 agreement with
+PyTorch, the plan (full int8 with which ranges, or how many layers kept), and the shares that
+ship full int8, mixed, refused.
+
+    python bench/int8_robustness.py [--families mobilenet_v3_large] [--seeds 0 1 2]
+
+Recipes: "converged" (AdamW, warm-up + cosine decay, tests.trained's step counts) and
+"short" (a quarter of the steps at a constant rate 2e-3: heavy-tailed activations).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.synthetic_data import write_dataset  # noqa: E402
+from tests.trained import (ALPHA, FAMILIES, RES, TRAIN_STEPS, cosine, inputs_for,  # noqa: E402
+                           litert_outputs, load_trained, ort_outputs)
+
+RECIPES = {"converged": lambda steps: (steps, []),
+           "short": lambda steps: (steps // 4, ["lr=2e-3", "schedule=constant"])}
+
+
+def train(family, recipe, seed, data, out) -> Path:
+    steps, extra = RECIPES[recipe](TRAIN_STEPS[family])
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "tests.trained", family, str(steps), str(data),
+                    str(out), f"seed={seed}", *extra], cwd=ROOT, check=True,
+                   capture_output=True)
+    return out / "weights.pt"
+
+
+def export(family, weights, data, out) -> dict | str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeexport", "export", family, "--alpha", str(ALPHA),
+         "--resolution", str(RES), "--num-classes", "4", "--weights", str(weights),
+         "--calib", str(data / "train"), "--eval", str(data / "eval"), "--target", "rpi4",
+         "--out", str(out), "--json"], capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else proc.stderr.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--families", nargs="+", default=FAMILIES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="int8-robustness-"))
+    data = root / "data"
+    write_dataset(data / "train", 48, 80, seed=0)
+    write_dataset(data / "eval", 50, 80, seed=1)
+    shipped = {"full int8": 0, "mixed": 0, "refused": 0}
+    print(f"{'network':40s} {'MinMax':>7s} {'onnx':>7s} {'tflite':>7s} {'agree':>6s}  plan")
+    for family in args.families:
+        x = inputs_for(family, data / "eval").inputs
+        for recipe in RECIPES:
+            for seed in args.seeds:
+                name = f"{family} {recipe} seed {seed}"
+                weights = train(family, recipe, seed, data, root / name.replace(" ", "_"))
+                card = export(family, weights, data, root / (name.replace(" ", "_") + "_out"))
+                if isinstance(card, str):
+                    shipped["refused"] += 1
+                    print(f"{name:40s} refused: {card[:120]}")
+                    continue
+                model = load_trained(family, weights)
+                with torch.no_grad():
+                    ref = model(torch.from_numpy(x)).numpy()
+                out = root / (name.replace(" ", "_") + "_out")
+                outs = (ort_outputs(out / "model.int8.onnx", x),
+                        litert_outputs(out / "model.int8.tflite", x))
+                agree = min(float(np.mean(ref.argmax(1) == o.argmax(1))) for o in outs)
+                repair = card["int8_repair"]
+                first = min((r["attempts"][0]["cosine_mean"] for r in repair["formats"]),
+                            default=card["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"])
+                plan = "; ".join(f"{r['format']} {r['ranges']} {len(r['kept'])} kept"
+                                 for r in repair["formats"]) or "full int8, MinMax"
+                shipped[repair["precision"]] += 1
+                print(f"{name:40s} {first:7.4f} {cosine(ref, outs[0]):7.4f} "
+                      f"{cosine(ref, outs[1]):7.4f} {agree:6.3f}  {plan}", flush=True)
+    total = sum(shipped.values())
+    print("shipped: " + ", ".join(f"{k} {v}/{total}" for k, v in shipped.items()))
+
+
+if __name__ == "__main__":
+    main()
