@@ -160,6 +160,7 @@ class Tolerances:
     fp32_max_abs_diff_relative: float
     int8_min_mean_cosine: float
     int8_enforced: bool
+    int8_min_top1_agreement: float = 0.97
 
 
 @dataclass
@@ -243,8 +244,10 @@ class TfliteInfo:
 
 @dataclass
 class Card(Record):
-    """What an export wrote and how each file was validated; how to call the models."""
+    """What an export wrote and how each file was validated; how to call the models.
+    Version 2: int8_repair records range methods, ladder rungs and the precision shipped."""
     FILE: ClassVar[str] = CARD
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     variant: Variant
     params: int

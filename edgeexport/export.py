@@ -24,8 +24,8 @@ from edgeexport.fileio import file_entry, write_json
 from edgeexport.models import family
 from edgeexport.records import Variant
 from edgeexport.targets import Target
-from edgeexport.validate import (FP32_ATOL_REL, INT8_MIN_COSINE, compare, require_fp32_match,
-                                 require_int8_match)
+from edgeexport.validate import (FP32_ATOL_REL, INT8_MIN_COSINE, INT8_MIN_TOP1_AGREEMENT,
+                                 compare, require_fp32_match, require_int8_match)
 from edgeexport.versions import tool_versions
 
 FORMATS = artifacts.FORMATS
@@ -225,6 +225,7 @@ def run_export(opts: ExportOptions,
             validation_set=ImageSetInfo(**held_out.summary()), validation=validation,
             tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
                                   int8_min_mean_cosine=opts.min_cosine,
+                                  int8_min_top1_agreement=INT8_MIN_TOP1_AGREEMENT,
                                   int8_enforced=enforce_int8),
             target=opts.target.name, tools=tool_versions(), warnings=warnings,
             app_tflite=app_info)

@@ -49,8 +49,11 @@ def error_map_html(variant_id: str, card: Card, profile: Profile | None) -> str:
         f"<td>{cell(x.onnx_db, '{:.1f}')}</td><td>{cell(x.tflite_db, '{:.1f}')}</td>"
         f"<td>{cell(x.latency_ms, '{:.3f}')}</td><td>{'16-bit' if x.layer in kept else ''}</td>"
         "</tr>" for x in emap.layers)
-    repairs = "".join(
-        f"<li>repair ({esc(r.format)}): {len(r.kept)} layer(s) kept at 16-bit activations "
+    repairs = (f"<li><strong>int8 precision: {esc(repair.precision)}</strong>"
+               + (" (16-bit activation islands: an integer-only NPU cannot run this file)"
+                  if repair.precision != "full int8" else "") + "</li>") + "".join(
+        f"<li>{esc(r.format)}: {esc(r.ranges)} ranges, {len(r.kept)} layer(s) kept at 16-bit "
+        f"activations "
         f"({esc(', '.join(r.kept))}), cosine {r.cosine_before:.4f} → {r.cosine_after:.4f}, "
         f"p50 {cell(r.latency_before_ms, '{:.3f}')} → {cell(r.latency_after_ms, '{:.3f}')} ms "
         f"({esc(r.latency_note)})</li>" for r in repair.formats) or \

@@ -30,7 +30,7 @@ from typing import Callable
 from edgeexport.errors import ValidationError
 from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.quant_error import ErrorMap
-from edgeexport.validate import Comparison
+from edgeexport.validate import INT8_MIN_TOP1_AGREEMENT, Comparison, int8_holds
 
 # Tried in this order when none is named: the true min/max, the mean of the per-image
 # minima and maxima, then (onnxruntime) the 99.999th percentile of |x|.
@@ -55,11 +55,12 @@ def ladder(layers: int) -> list[int]:
 
 @dataclass
 class Attempt:
-    """One quantization tried: its range method, how many layers it kept, its cosine, and the
-    best cosine of any attempt up to it (never decreasing)."""
+    """One quantization tried: its range method, how many layers it kept, its cosine and top-1
+    agreement, and the best cosine of any attempt up to it (never decreasing)."""
     ranges: str
     kept: int
     cosine_mean: float
+    top1_agreement: float
     best_so_far: float
 
 
@@ -147,15 +148,16 @@ class Ladder:
         path = self.quantize(plan)
         result = self.evaluate(path)
         best = max([a.cosine_mean for a in self.attempts] + [result.cosine_mean])
-        self.attempts.append(Attempt(plan.ranges, len(plan.keep), result.cosine_mean, best))
+        self.attempts.append(Attempt(plan.ranges, len(plan.keep), result.cosine_mean,
+                                     result.top1_agreement, best))
         return path, result
 
     def holds(self, result: Comparison) -> bool:
-        return result.cosine_mean >= self.min_cosine
+        return int8_holds(result, self.min_cosine)
 
     def tried(self) -> str:
-        return ", ".join(f"{a.ranges} {a.kept} kept → {a.cosine_mean:.4f}"
-                         for a in self.attempts)
+        return ", ".join(f"{a.ranges} {a.kept} kept → {a.cosine_mean:.4f}, "
+                         f"{a.top1_agreement:.3f}" for a in self.attempts)
 
 
 def quantize_validated(fmt: str, plan: PrecisionPlan,
@@ -184,7 +186,8 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
     if mode != "repair":
         layers, error_map = order()
         raise ValidationError(
-            f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} < {min_cosine} "
+            f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f}, top-1 agreement "
+            f"{first.top1_agreement:.3f} (tolerances {min_cosine}, {INT8_MIN_TOP1_AGREEMENT}) "
             f"({steps.tried()}); worst layers (local SQNR): {worst_layers(error_map)}; "
             + ("--int8 strict ships full int8 or nothing" if mode == "strict" else
                "--no-repair refuses it (without it, those layers would be kept at 16 bits)"))
@@ -212,8 +215,8 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
                                    f"after {TIMING_WARMUP} warm-up, 1 thread, full int8 "
                                    f"({methods[-1]} ranges) before, mixed after")
             return path, result, record
-    raise ValidationError(f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} < "
-                          f"{min_cosine} even with every layer at 16-bit activations "
+    raise ValidationError(f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} "
+                          f"(tolerance {min_cosine}) even with every layer at 16-bit activations "
                           f"({steps.tried()})")
 
 

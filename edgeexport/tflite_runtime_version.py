@@ -75,9 +75,11 @@ def _key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split("."))
 
 
-def required_op_versions(path: Path) -> tuple[dict[str, int], list[str]]:
-    """Operator → the version it needs (max over its uses), and which declared versions were
-    lower than their input types require."""
+def required_op_versions(path: Path) -> tuple[dict[str, int], list[str], list[str]]:
+    """Operator → the version it needs (max over its uses), which declared versions were
+    lower than their input types require, and the operators that read or write int16
+    activations (a mixed-precision file: their 16x8 versions are not in the copied tables,
+    and tflite-runtime 2.14 refuses the int8 → int16 QUANTIZE, measured)."""
     from ai_edge_litert import schema_py_generated as schema
 
     from edgeexport.runtimes import read_tflite_bytes
@@ -85,20 +87,23 @@ def required_op_versions(path: Path) -> tuple[dict[str, int], list[str]]:
     op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
     needed: dict[str, int] = {}
-    raised = set()
+    raised, wide = set(), set()
     for graph in model.subgraphs:
         tensors = graph.tensors
         for op in graph.operators or []:
             code = model.operatorCodes[op.opcodeIndex]
             kind = op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
             first = tensors[op.inputs[0]]
+            if "INT16" in {type_names[tensors[op.inputs[0]].type],
+                           type_names[tensors[op.outputs[0]].type]}:
+                wide.add(f"{kind} with int16 activations")
             version = OP_VERSION_FOR_INPUT.get(kind, {}).get(type_names[first.type], 1)
             if kind == "MUL" and version == 2 and _mul_rescale_at_least_one(op, tensors):
                 version = MUL_RESCALE_VERSION
             if version > code.version:
                 raised.add(f"{kind} v{code.version}→v{version}")
             needed[kind] = max(needed.get(kind, 0), version, code.version)
-    return dict(sorted(needed.items())), sorted(raised)
+    return dict(sorted(needed.items())), sorted(raised), sorted(wide)
 
 
 def _mul_rescale_at_least_one(op, tensors) -> bool:
@@ -112,9 +117,9 @@ def _mul_rescale_at_least_one(op, tensors) -> bool:
 
 
 def runtime_requirement(path: Path) -> RuntimeRequirement:
-    versions, raised = required_op_versions(path)
+    versions, raised, wide = required_op_versions(path)
     unknown = [f"{k} v{v}" for k, v in versions.items()
-               if (k, v) not in RUNTIME_FOR_OP_VERSION]
+               if (k, v) not in RUNTIME_FOR_OP_VERSION] + wide
     if unknown:
         return RuntimeRequirement(None, unknown, versions, raised)
     runtimes = {f"{k} v{v}": RUNTIME_FOR_OP_VERSION[(k, v)] for k, v in versions.items()}

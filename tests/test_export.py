@@ -18,8 +18,8 @@ from edgeexport.fileio import sha256
 from edgeexport.models import create_model, family as get_family
 from edgeexport.records import Variant
 from tests.conftest import TFLITE_IO, assert_one_line_error, run_cli
-from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, litert_outputs,
-                           ort_outputs)
+from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, is_mixed,
+                           litert_outputs, ort_outputs)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -94,9 +94,12 @@ def test_int8_drift_is_detected_not_shipped(dataset, collapsing_v3):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_int8_tflite_is_fully_integer(family, exported):
-    """Read with LiteRT's own op/tensor listing, independent of edgeexport's reader."""
+    """Read with LiteRT's own op/tensor listing, independent of edgeexport's reader. A
+    mixed-precision file (card.json says so) may hold int16 activations and float ops that
+    have no int16 kernel; its I/O, layout and per-channel weights are checked all the same."""
     from ai_edge_litert.interpreter import Interpreter
-    _, out, _ = exported(family)
+    _, out, card = exported(family)
+    mixed = is_mixed(card, "tflite")
     it = Interpreter(model_path=str(out / "model.int8.tflite"))
     it.allocate_tensors()
     tensors = {t["index"]: t for t in it.get_tensor_details()}
@@ -107,12 +110,13 @@ def test_int8_tflite_is_fully_integer(family, exported):
     assert it.get_input_details()[0]["dtype"] == io
     assert it.get_output_details()[0]["dtype"] == io
     assert list(it.get_input_details()[0]["shape"]) == [1, RES, RES, 3]  # NHWC
+    allowed = (np.int8, np.int32) + ((np.int16, np.int64, np.float32) if mixed else ())
     for op in ops:
         assert op["op_name"] not in ("DEQUANTIZE", "TRANSPOSE") or input_index not in op["inputs"]
-        assert op["op_name"] != "DEQUANTIZE"
+        assert op["op_name"] != "DEQUANTIZE" or mixed
         for t in list(op["inputs"]) + list(op["outputs"]):
             if t >= 0 and t not in (input_index, output_index):
-                assert tensors[t]["dtype"] in (np.int8, np.int32), (op["op_name"], tensors[t])
+                assert tensors[t]["dtype"] in allowed, (op["op_name"], tensors[t])
         if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             scales = tensors[op["inputs"][1]]["quantization_parameters"]["scales"]
             assert len(scales) > 1, "conv weights must be per-channel"
@@ -120,15 +124,19 @@ def test_int8_tflite_is_fully_integer(family, exported):
 
 
 def test_tiny_trained_model_keeps_top1_after_int8(exported, dataset):
+    """The int8 files predict what PyTorch predicts on ≥ 97% of the 200 evaluation images
+    (the export's top-1 agreement tolerance), so their accuracy is within 3 points."""
     model, out, card = exported("mobilenet_v2")
     evalset = inputs_for("mobilenet_v2", dataset["eval"])
     assert len(evalset.inputs) == 200
     with torch.no_grad():
-        fp32 = (model(torch.from_numpy(evalset.inputs)).numpy().argmax(1) == evalset.labels).mean()
+        predicted = model(torch.from_numpy(evalset.inputs)).numpy().argmax(1)
+    fp32 = (predicted == evalset.labels).mean()
     assert fp32 >= 0.8, "the tiny model must have learned the task for this test to mean anything"
     for runner, name in ((ort_outputs, "model.int8.onnx"), (litert_outputs, "model.int8.tflite")):
-        acc = (runner(out / name, evalset.inputs).argmax(1) == evalset.labels).mean()
-        assert abs(acc - fp32) <= 0.01, (name, fp32, acc)
+        int8 = runner(out / name, evalset.inputs).argmax(1)
+        assert (int8 == predicted).mean() >= 0.97, name
+        assert abs((int8 == evalset.labels).mean() - fp32) <= 0.03, name
     # The card's own accuracy figures agree with the test's.
     assert card["validation"]["onnx_int8_vs_onnx_fp32"]["top1_reference"] == pytest.approx(fp32)
 

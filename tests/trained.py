@@ -138,7 +138,15 @@ def litert_outputs(path, inputs_nchw):
 
 
 def cosine(a, b):
-    return float(np.mean(np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+    """Mean cosine of the rows; a row of zeros (logits int8 collapsed to one level) counts 0."""
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(np.mean(np.sum(a * b, 1) / np.maximum(norms, 1e-30)))
+
+
+def is_mixed(card, fmt):
+    """The export's int8 file of ``fmt`` keeps layers at 16 bits (card.json → int8_repair)."""
+    return any(r["format"] == fmt and (r["kept"] or r["every_layer"])
+               for r in card["int8_repair"]["formats"])
 
 
 if __name__ == "__main__":

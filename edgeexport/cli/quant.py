@@ -32,9 +32,12 @@ def quant_report(directory, as_json):
     footer = [f"▶ the {WORST_SHOWN} layers with the lowest local SQNR (their own int8 noise)",
               f"metric: {emap['metric']}; {emap['images']} images",
               f"latency: {emap['latency_source'] or NO_LATENCY}"]
+    footer.append(f"int8 precision: {repair['precision'].upper()}" if repair["precision"]
+                  != "full int8" else "int8 precision: full int8")
     for r in repair["formats"]:
-        footer.append(f"repair ({r['format']}): kept {len(r['kept'])} layer(s) at 16-bit "
-                      f"activations, cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}, "
+        footer.append(f"{r['format']}: {r['ranges']} ranges, kept {len(r['kept'])} layer(s) "
+                      f"at 16-bit activations{' (every activation)' if r['every_layer'] else ''}"
+                      f", cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}, "
                       f"p50 {_ms(r['latency_before_ms'])} → {_ms(r['latency_after_ms'])} ms")
     if not repair["formats"]:
         footer.append("repair: none needed (every layer plain int8)" if repair["enabled"] else
