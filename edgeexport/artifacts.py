@@ -160,7 +160,7 @@ class Tolerances:
     fp32_max_abs_diff_relative: float
     int8_min_mean_cosine: float
     int8_enforced: bool
-    int8_min_top1_agreement: float = 0.97
+    int8_min_top1_agreement: float = 0.95
 
 
 @dataclass

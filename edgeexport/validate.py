@@ -11,9 +11,11 @@ from edgeexport.errors import ValidationError
 FP32_ATOL_REL = 1e-4
 # int8 models must keep the direction of the logits: mean cosine similarity ≥ INT8_MIN_COSINE,
 # and their predictions: top-1 agreement with the reference ≥ INT8_MIN_TOP1_AGREEMENT (a mean
-# cosine can hide a few images whose logits collapsed).
+# cosine can hide a few images whose logits collapsed). Not higher: near-tie predictions flip
+# under any rounding (measured: a trained V3-Small with every activation at 16 bits, cosine
+# 0.9988, agreed on 95.5% of 200 images).
 INT8_MIN_COSINE = 0.98
-INT8_MIN_TOP1_AGREEMENT = 0.97
+INT8_MIN_TOP1_AGREEMENT = 0.95
 
 
 @dataclass

@@ -13,9 +13,9 @@ from edgeexport.models import family as get_family
 from tests.trained import FAMILIES, RES, inputs_for, is_mixed, litert_outputs
 
 MIN_AGREEMENT = 0.98
-# The export holds its files to top-1 agreement ≥ 0.97 with PyTorch on its validation images;
+# The export holds its files to top-1 agreement ≥ 0.95 with PyTorch on its validation images;
 # MediaPipe is fed other crops of them (the full frame, resized by MediaPipe).
-MIN_AGREEMENT_FULL_FRAME = 0.95
+MIN_AGREEMENT_FULL_FRAME = 0.93
 
 
 def pytorch_top1_full_frame(model, family, files) -> np.ndarray:

@@ -124,8 +124,8 @@ def test_int8_tflite_is_fully_integer(family, exported):
 
 
 def test_tiny_trained_model_keeps_top1_after_int8(exported, dataset):
-    """The int8 files predict what PyTorch predicts on ≥ 97% of the 200 evaluation images
-    (the export's top-1 agreement tolerance), so their accuracy is within 3 points."""
+    """The int8 files predict what PyTorch predicts on ≥ 95% of the 200 evaluation images
+    (the export's top-1 agreement tolerance), so their accuracy is within 5 points."""
     model, out, card = exported("mobilenet_v2")
     evalset = inputs_for("mobilenet_v2", dataset["eval"])
     assert len(evalset.inputs) == 200
@@ -135,8 +135,8 @@ def test_tiny_trained_model_keeps_top1_after_int8(exported, dataset):
     assert fp32 >= 0.8, "the tiny model must have learned the task for this test to mean anything"
     for runner, name in ((ort_outputs, "model.int8.onnx"), (litert_outputs, "model.int8.tflite")):
         int8 = runner(out / name, evalset.inputs).argmax(1)
-        assert (int8 == predicted).mean() >= 0.97, name
-        assert abs((int8 == evalset.labels).mean() - fp32) <= 0.03, name
+        assert (int8 == predicted).mean() >= 0.95, name
+        assert abs((int8 == evalset.labels).mean() - fp32) <= 0.05, name
     # The card's own accuracy figures agree with the test's.
     assert card["validation"]["onnx_int8_vs_onnx_fp32"]["top1_reference"] == pytest.approx(fp32)
 
