@@ -3,10 +3,21 @@
 on the device install)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
-from edgeexport.runtime_check import RuntimeCheck
 from edgeexport.tflite_runtime_version import RuntimeRequirement
+
+
+@dataclass
+class RuntimeCheck:
+    """card.json → app_tflite.runtime_checks[i]: one measured comparison."""
+    runtime: str
+    reference: str
+    images: str
+    files: dict[str, dict]
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 @dataclass

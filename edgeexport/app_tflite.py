@@ -67,12 +67,13 @@ def xnnpack_partitions(path: Path) -> dict:
 def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
                      held_out: ImageSet, reference: np.ndarray, staging: Path,
                      check_int8: Callable, describe: dict, int8_file: Path,
-                     plan: PrecisionPlan) -> tuple[Path, Comparison, AppTflite]:
+                     plan: PrecisionPlan, quantize_int8: Callable
+                     ) -> tuple[Path, Comparison, AppTflite]:
     """Pixel input on the fp32 file, quantize with ``int8_file``'s precision plan (its range
     method, hard-sigmoid ranges and repaired layers), give uint8 pixel I/O, embed metadata,
     validate against PyTorch. ``describe``: name/description/version/author/license/labels
-    for the metadata."""
-    from edgeexport.tflite_export import quantize_int8
+    for the metadata. ``quantize_int8``: tflite_export's, passed in (that stage calls this
+    one)."""
     from edgeexport.tflite_metadata import ModelDescription, embed_metadata
     from edgeexport.tflite_pixel_input import pixel_input
     from edgeexport.tflite_uint8 import uint8_interface

@@ -371,6 +371,19 @@ class BuildRecord(Record):
     inputs: dict[str, str] = field(default_factory=dict)  # the key's parts, each a digest
 
 
+# The measurement a board's estimate is compared with (board_report, Headline).
+COMPARED = "litert_int8"
+
+
+def estimate_error(measured: Measured | None, estimated_ms: float | None) -> float | None:
+    """(ESTIMATED int8 − MEASURED LiteRT int8 p50 on the board) / measured; None unless the
+    measurement was taken on a board."""
+    if measured is None or estimated_ms is None or not measured.where.get("device"):
+        return None
+    m = measured.end_to_end.p50_ms
+    return (estimated_ms - m) / m
+
+
 @dataclass
 class Headline:
     """The figures the index, the report table and `pull` all read for a variant."""
@@ -386,7 +399,6 @@ class Headline:
 
     @classmethod
     def of(cls, card: Card, profile: Profile, estimates: Estimates) -> "Headline":
-        from edgeexport.board_report import COMPARED, estimate_error
         return cls(
             estimated_int8_error_vs_board=estimate_error(profile.measurements.get(COMPARED),
                                                          estimates.latency_ms("int8")),

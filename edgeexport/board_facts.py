@@ -83,6 +83,29 @@ class BoardFacts:
         return ", ".join(parts)
 
 
+def detect_cpu() -> dict[str, Any]:
+    """This machine's CPU model, core count and whether it has the Arm dot-product extension."""
+    model, flags = platform.processor() or platform.machine(), ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "cpu model", "hardware") and value.strip():
+                model = value.strip()
+            if key in ("flags", "features") and not flags:
+                flags = value
+    except OSError:
+        pass
+    facts = {"model": model, "cores": os.cpu_count() or 1, "isa": platform.machine(),
+             "dotprod": "asimddp" in flags.split()}
+    try:
+        khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
+        facts["freq_ghz"] = int(khz) / 1e6
+    except (OSError, ValueError):
+        pass
+    return facts
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
@@ -139,7 +162,6 @@ def _version(dist: str) -> str:
 
 def gather() -> BoardFacts:
     """The facts of the machine this process runs on."""
-    from edgeexport.targets import detect_cpu
     cpu = detect_cpu()
     throttled = _throttled()
     return BoardFacts(

@@ -7,13 +7,11 @@ runtime), p50 of the board's runs; the error is (estimated − measured) / measu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from edgeexport.artifacts import Measured
-    from edgeexport.report import Row
+from edgeexport.artifacts import COMPARED
 
-COMPARED = "litert_int8"
+Row = Any  # report.Row (report reads this module: no import back)
 
 
 @dataclass(frozen=True)
@@ -48,15 +46,6 @@ def board_state(row: Row) -> str:
     if f.governor:
         parts.insert(0, f.governor)
     return ", ".join(parts)
-
-
-def estimate_error(measured: Measured | None, estimated_ms: float | None) -> float | None:
-    """(ESTIMATED int8 − MEASURED LiteRT int8 p50 on the board) / measured; None unless the
-    measurement was taken on a board."""
-    if measured is None or estimated_ms is None or not measured.where.get("device"):
-        return None
-    m = measured.end_to_end.p50_ms
-    return (estimated_ms - m) / m
 
 
 def columns(rows: list[Row], target_name: str) -> tuple[list[str], list[list[str]]]:

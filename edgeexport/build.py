@@ -31,7 +31,7 @@ from edgeexport.records import Variant
 from edgeexport.targets import Target
 
 if TYPE_CHECKING:
-    from edgeexport.device import Device
+    from edgeexport.device_address import Device
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth")
 PROFILE_RUNS, PROFILE_WARMUP = 30, 5

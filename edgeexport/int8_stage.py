@@ -17,8 +17,8 @@ import numpy as np
 from edgeexport.precision_plan import PrecisionPlan
 from edgeexport.quant_error import ErrorMap, build_error_map
 from edgeexport.records import Analysis
-from edgeexport.repair import (RANGE_METHODS, RepairRecord, RepairSummary, p50_timer,
-                               quantize_validated, repair_order)
+from edgeexport.repair import (RANGE_METHODS, TIMING_RUNS, TIMING_WARMUP, RepairRecord,
+                               RepairSummary, quantize_validated, repair_order)
 from edgeexport.validate import Comparison
 
 
@@ -90,3 +90,12 @@ class Int8Stage:
 
     def summary(self) -> RepairSummary:
         return RepairSummary.of(self.mode, self.plan.unit_range, self.records)
+
+
+def p50_timer(runtime: str) -> Callable[[Path], float]:
+    """p50 of one thread's runs: what a repair costs, stated in the card."""
+    import numpy as np
+
+    from edgeexport.profile import time_litert, time_onnx
+    time_fn = time_onnx if runtime == "onnxruntime" else time_litert
+    return lambda path: float(np.percentile(time_fn(path, 1, TIMING_RUNS, TIMING_WARMUP), 50))

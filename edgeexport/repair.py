@@ -223,11 +223,3 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
 def _record(fmt: str, plan: PrecisionPlan, steps: Ladder, result: Comparison) -> RepairRecord:
     return RepairRecord(fmt, plan.ranges, list(plan.keep), MIXED if plan.keep else FULL_INT8,
                         steps.attempts[0].cosine_mean, result.cosine_mean, list(steps.attempts))
-
-
-def p50_timer(runtime: str) -> Callable[[Path], float]:
-    import numpy as np
-
-    from edgeexport.profile import time_litert, time_onnx
-    time_fn = time_onnx if runtime == "onnxruntime" else time_litert
-    return lambda path: float(np.percentile(time_fn(path, 1, TIMING_RUNS, TIMING_WARMUP), 50))

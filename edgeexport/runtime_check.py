@@ -6,27 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from edgeexport.app_card import RuntimeCheck
 from edgeexport.errors import UserError
 
 PROBE = Path(__file__).with_name("tflite_runtime_probe.py")
 CHECKED_FILES = ("model.int8.tflite", "model.app.tflite")
-
-
-@dataclass
-class RuntimeCheck:
-    """card.json → app_tflite.runtime_checks[i]: one measured comparison."""
-    runtime: str
-    reference: str
-    images: str
-    files: dict[str, dict]
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def model_inputs(export_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:

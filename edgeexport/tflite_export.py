@@ -156,7 +156,8 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     from edgeexport.app_tflite import APP_TFLITE, build_app_tflite
     from edgeexport.tflite_runtime_version import runtime_requirement
     app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
-        fp32, prep, calib, held_out, reference, staging, check_int8, describe, int8, plan)
+        fp32, prep, calib, held_out, reference, staging, check_int8, describe, int8, plan,
+        quantize_int8)
     requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
     # ---- end app-ready file ----
     return {

@@ -5,8 +5,6 @@ Every field is checked on load; a malformed file is rejected with the field name
 """
 from __future__ import annotations
 
-import os
-import platform
 import re
 import sys
 from dataclasses import dataclass, field
@@ -14,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgeexport.board_facts import detect_cpu
+from edgeexport.device_address import device_from_table
 from edgeexport.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -177,7 +177,6 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
     device = None
     device_table = root.table("device", required=False)
     if device_table is not None:
-        from edgeexport.device import device_from_table
         device = device_from_table(device_table.data, where)
     return Target(
         name=root.get("name", str), description=root.get("description", str), cpu=cpu_facts,
@@ -250,29 +249,6 @@ def load_target(name_or_path: str) -> Target:
         data = {**data, "cpu": {**data.get("cpu", {}), **detect_cpu()},
                 "memory": {"gib": _memory_gib() or data.get("memory", {}).get("gib")}}
     return parse_target(data, where, source)
-
-
-def detect_cpu() -> dict[str, Any]:
-    """This machine's CPU model, core count and whether it has the Arm dot-product extension."""
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("model name", "cpu model", "hardware") and value.strip():
-                model = value.strip()
-            if key in ("flags", "features") and not flags:
-                flags = value
-    except OSError:
-        pass
-    facts = {"model": model, "cores": os.cpu_count() or 1, "isa": platform.machine(),
-             "dotprod": "asimddp" in flags.split()}
-    try:
-        khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
-        facts["freq_ghz"] = int(khz) / 1e6
-    except (OSError, ValueError):
-        pass
-    return facts
 
 
 def _memory_gib() -> float | None:

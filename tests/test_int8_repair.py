@@ -4,13 +4,12 @@ keeping exactly that layer; the map's per-layer SQNR agrees with PyTorch forward
 V3 whose plain int8 collapses everywhere is refused after the stated repair budget (it is not
 repairable by keeping a few layers: see the test's docstring)."""
 import json
-import re
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import run_cli
 from tests.trained import (ALPHA, OUTLIER_LAYER, RES, cosine, inputs_for,
                            litert_outputs, ort_outputs)
 

@@ -25,7 +25,8 @@ def device():
 @json_option
 def check(host, ssh_config, command, as_json):
     """Connect, check the board's edgeexport is ours, print the board's facts."""
-    from edgeexport.device import board_facts, parse_device
+    from edgeexport.device import board_facts
+    from edgeexport.device_address import parse_device
     board = parse_device(host, ssh_config, command)
     facts = board_facts(board)
     if as_json:
