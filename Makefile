@@ -85,5 +85,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/estimate_checks.py
 	$(BIN)/python bench/parallel_speedup.py
 
+# The documentation site (MkDocs, Material theme, docs/ and mkdocs.yml) into build/site/;
+# --strict: a broken link, a page left out of the nav or a bad anchor fails the build.
+.PHONY: docs
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
+
 clean:
 	rm -rf $(VENV) dist
