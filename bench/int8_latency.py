@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeexport.profile import time_litert, time_onnx
+from edgeexport.measure.profile import time_litert, time_onnx
 
 import numpy as np
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-import edgeexport.quantize_onnx as quantize_onnx
-import edgeexport.tflite_export as tflite_export
-from edgeexport.imagesets import Preprocessing, synthetic_images
+import edgeexport.int8.quantize_onnx as quantize_onnx
+import edgeexport.export.tflite_export as tflite_export
+from edgeexport.inputs.imagesets import Preprocessing, synthetic_images
 from edgeexport.models import family as get_family
-from edgeexport.xnnpack_delegation import xnnpack_delegation
+from edgeexport.tflite.xnnpack import xnnpack_delegation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_speed import export, runner  # noqa: E402

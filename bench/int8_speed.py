@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeexport.quantize_onnx import quantized_op_counts
-from edgeexport.runtimes import litert_interpreter, onnx_session
-from edgeexport.xnnpack_delegation import xnnpack_delegation
+from edgeexport.int8.quantize_onnx import quantized_op_counts
+from edgeexport.core.runtimes import litert_interpreter, onnx_session
+from edgeexport.tflite.xnnpack import xnnpack_delegation
 
 from interleaved import int8_isa, interleaved  # bench/interleaved.py
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from edgeexport.models import create_model, family as get_family
-from edgeexport.runtimes import litert_interpreter
-from edgeexport.tflite_export import convert_fp32, per_op_layout, quiet
-from edgeexport.tflite_pixel_input import normalisation_constants, pixel_input
+from edgeexport.core.runtimes import litert_interpreter
+from edgeexport.export.tflite_export import convert_fp32, per_op_layout, quiet
+from edgeexport.tflite.pixel_input import normalisation_constants, pixel_input
 
 
 class NormalisedFromPixels(torch.nn.Module):

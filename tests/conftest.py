@@ -19,7 +19,7 @@ EDGEEXPORT = [sys.executable, "-m", "edgeexport"]
 # rather than spin while another process holds the core they wait for; numpy's OpenBLAS on
 # one thread), set before numpy or torch loads.
 import edgeexport.cli.process_defaults  # noqa: E402,F401
-# Static analyses are cached between commands (edgeexport.analysis_cache): the session keeps
+# Static analyses are cached between commands (edgeexport.analysis.cache): the session keeps
 # its own cache, shared by every command it runs, so that it reads nothing from the user's.
 os.environ["EDGEEXPORT_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-cache-")
 atexit.register(shutil.rmtree, os.environ["EDGEEXPORT_CACHE_DIR"], ignore_errors=True)

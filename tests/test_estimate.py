@@ -7,9 +7,9 @@ import tomllib
 import numpy as np
 import pytest
 
-from edgeexport.errors import UserError
-from edgeexport.estimate import estimate
-from edgeexport.latency_model import (Measurement, analysed_features, fit_measurements,
+from edgeexport.core.errors import UserError
+from edgeexport.estimate.estimates import estimate
+from edgeexport.estimate.latency_model import (Measurement, analysed_features, fit_measurements,
                                       fit_runtime, read_measurements, with_model)
 from edgeexport.targets import load_target
 from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
@@ -135,8 +135,8 @@ def test_estimate_text_names_runtime_clock_threads_and_known_error():
 
 @pytest.fixture(scope="module")
 def v2_analysis():
-    from edgeexport.analysis import analyze
-    from edgeexport.records import Variant
+    from edgeexport.analysis.count import analyze
+    from edgeexport.contracts.variant import Variant
     return analyze(Variant("mobilenet_v2", 0.5, 96))
 
 
@@ -157,8 +157,8 @@ def test_another_clock_scales_compute_not_memory_and_says_so(v2_analysis):
 def test_v3_hard_swish_rows_match_the_paper():
     """Howard et al. 2019, Tables 1-2: hard-swish after the stem, in the expansion and
     depthwise of every HS bneck (Large 9, Small 8), after the last conv and in the head."""
-    from edgeexport.analysis import analyze
-    from edgeexport.records import Variant
+    from edgeexport.analysis.count import analyze
+    from edgeexport.contracts.variant import Variant
     for family, bnecks in (("mobilenet_v3_large", 9), ("mobilenet_v3_small", 8)):
         rows = analyze(Variant(family, 1.0, 96)).layers
         assert sum(r.op == "hardswish" for r in rows) == 1 + 2 * bnecks + 1 + 1, family

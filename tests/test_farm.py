@@ -223,7 +223,7 @@ def test_files_from_a_worker_are_checked_before_anything_is_written(tmp_path):
     '..' and absolute paths, and nothing is written unless every file passes."""
     import hashlib
 
-    from edgeexport.filepack import FilePack, TransferError
+    from edgeexport.build.filepack import FilePack, TransferError
     good = b"model bytes"
     digest = hashlib.sha256(good).hexdigest()
     FilePack({"a/model.onnx": (digest, good)}).write(tmp_path / "ok")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeexport.imagesets import Preprocessing, load_images
+from edgeexport.inputs.imagesets import Preprocessing, load_images
 from edgeexport.models import create_model, family as get_family
 from tests.synthetic_data import CLASSES, train
 

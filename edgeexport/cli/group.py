@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgeexport.errors import UserError, ValidationError
+from edgeexport.core.errors import UserError, ValidationError
 
 
 class OneLineErrors(click.Group):

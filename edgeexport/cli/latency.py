@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from edgeexport.artifacts import Estimated, Measured
+from edgeexport.contracts.artifacts import Estimated, Measured
 from edgeexport.cli.group import main
 from edgeexport.cli.options import (_target, device_options, json_option, resolve_device,
                                     variant_options)
-from edgeexport.console import print_json, print_table
+from edgeexport.core.console import print_json, print_table
 
 
 @main.command()
@@ -36,11 +36,11 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, d
     energy."""
     device = None if here else resolve_device(device_spec, ssh_config, target)
     if device is not None:
-        from edgeexport.device import profile_on_device
+        from edgeexport.measure.board import profile_on_device
         report = profile_on_device(path, device, target, runtime, precision, threads, runs,
                                    warmup, analysis)
     else:
-        from edgeexport.profile import profile as run_profile
+        from edgeexport.measure.profile import profile as run_profile
         report = run_profile(path, target, runtime, precision, threads, runs, warmup, analysis)
     for warning in report.board_warnings:
         click.echo(f"edgeexport: warning: {report.where.get('device', 'this machine')}: "
@@ -103,9 +103,9 @@ def print_latency_report(report: Measured | Estimated) -> None:
 def estimate(family, alpha, resolution, num_classes, target, precision, runtime, clock_mhz,
              threads, as_json):
     """Estimate per-layer latency and energy on a target that is not attached."""
-    from edgeexport.analysis_cache import cached_analysis
-    from edgeexport.estimate import estimate as run_estimate
-    from edgeexport.records import Variant
+    from edgeexport.analysis.cache import cached_analysis
+    from edgeexport.estimate.estimates import estimate as run_estimate
+    from edgeexport.contracts.variant import Variant
     analysis = cached_analysis(Variant(family, alpha, resolution, num_classes))
     report = run_estimate(analysis, target, precision, runtime, clock_mhz, threads)
     if as_json:
@@ -143,14 +143,14 @@ def calibrate(target, data, build_dir, from_runtime, runtime, name, description,
               threads, out, as_json):
     """Fit a target's latency model per runtime to measurements; print leave-one-out errors
     per row and per family."""
-    from edgeexport.errors import UserError
-    from edgeexport.fileio import write_bytes
-    from edgeexport.latency_model import (fit_measurements, read_measurements, toml_block,
+    from edgeexport.core.errors import UserError
+    from edgeexport.core.fileio import write_bytes
+    from edgeexport.estimate.latency_model import (fit_measurements, read_measurements, toml_block,
                                           with_model)
     if (data is None) == (build_dir is None):
         raise UserError("calibrate: give one of --data FILE.csv or --from dist/<target>")
     if build_dir is not None:
-        from edgeexport.build_measurements import build_measurements
+        from edgeexport.estimate.fit_data import build_measurements
         measurements, measured_on = build_measurements(build_dir, from_runtime, target, name,
                                                        clock_mhz)
         description = description or measured_on

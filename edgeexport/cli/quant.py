@@ -7,7 +7,7 @@ import click
 
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option
-from edgeexport.console import print_json, print_table
+from edgeexport.core.console import print_json, print_table
 
 WORST_SHOWN = 5
 
@@ -17,7 +17,7 @@ WORST_SHOWN = 5
 @json_option
 def quant_report(directory, as_json):
     """Per-layer int8 SQNR (ONNX and TFLite side by side), latency, and any repair."""
-    from edgeexport.quant_report import NO_LATENCY, load_quant_report
+    from edgeexport.build.quant_report import NO_LATENCY, load_quant_report
     report = load_quant_report(directory)
     if as_json:
         print_json(report)

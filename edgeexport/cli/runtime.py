@@ -8,7 +8,7 @@ import click
 
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option
-from edgeexport.console import print_json, print_table
+from edgeexport.core.console import print_json, print_table
 
 
 @main.command("check-runtime")
@@ -21,7 +21,7 @@ from edgeexport.console import print_json, print_table
 @json_option
 def check_runtime(export_dir, python, images, as_json):
     """Top-1 agreement of another TFLite runtime with LiteRT, written to card.json."""
-    from edgeexport.runtime_check import check_runtime as run_check, record_check
+    from edgeexport.app.runtime_check import check_runtime as run_check, record_check
     check = run_check(export_dir, python, images)
     record_check(export_dir, check)
     if as_json:

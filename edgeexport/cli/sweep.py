@@ -9,9 +9,9 @@ import click
 from edgeexport.cli.group import main
 from edgeexport.cli.options import (_families, _number_list, _target, device_options,
                                     json_option, resolve_device)
-from edgeexport.console import print_json
-from edgeexport.errors import UserError
-from edgeexport.records import MIN_RESOLUTION
+from edgeexport.core.console import print_json
+from edgeexport.core.errors import UserError
+from edgeexport.contracts.variant import MIN_RESOLUTION
 
 
 @main.command()
@@ -46,11 +46,11 @@ from edgeexport.records import MIN_RESOLUTION
 def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
           farm, farm_timeout, dry_run, device_spec, ssh_config, as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
-    from edgeexport.build import BuildPlan, default_grid, plan_build, run_build
+    from edgeexport.build.sweep import BuildPlan, default_grid, plan_build, run_build
     if weights is not None and not weights.is_dir():
         raise UserError(f"--weights {weights}: not a directory")
     if calib is not None:
-        from edgeexport.imagesets import list_images
+        from edgeexport.inputs.imagesets import list_images
         list_images(calib)
     variants = default_grid(target, models, alpha, resolution, num_classes)
     plan = BuildPlan(target=target, variants=variants,
@@ -98,7 +98,7 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
 def _farm_runner(address, timeout):
     if address is None:
         return None
-    from edgeexport.farm import FarmRunner
+    from edgeexport.build.farm import FarmRunner
     return FarmRunner(address, timeout)
 
 

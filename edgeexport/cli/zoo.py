@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option, variant_options
-from edgeexport.console import print_json, print_table
+from edgeexport.core.console import print_json, print_table
 
 
 @main.command()
@@ -27,8 +27,8 @@ def models(as_json):
 @json_option
 def summary(family, alpha, resolution, num_classes, as_json):
     """Per-layer parameters, mult-adds, bytes and the separable-vs-standard comparison."""
-    from edgeexport.analysis_cache import cached_analysis
-    from edgeexport.records import Variant
+    from edgeexport.analysis.cache import cached_analysis
+    from edgeexport.contracts.variant import Variant
     analysis = cached_analysis(Variant(family, alpha, resolution, num_classes))
     data = analysis.to_json()
     if as_json:
