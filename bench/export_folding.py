@@ -17,12 +17,12 @@ import onnx
 import torch
 
 from edgeexport.analysis.count import analyze
-from edgeexport.models import create_model
-from edgeexport.export.onnx_export import export_onnx
-from edgeexport.export.prepare import fold_batchnorm, reestimate_batchnorm
 from edgeexport.contracts.variant import Variant
 from edgeexport.core.runtimes import litert_interpreter, run_onnx
+from edgeexport.export.onnx_export import export_onnx
+from edgeexport.export.prepare import fold_batchnorm, reestimate_batchnorm
 from edgeexport.export.tflite_export import convert_fp32
+from edgeexport.models import create_model
 
 
 def cpu_seconds(call) -> float:

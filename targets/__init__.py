@@ -99,13 +99,13 @@ class Target:
         """The model for ``runtime`` (None: the default); refused naming what there is."""
         if not self.latency_models:
             raise UserError(f"target {self.name} has no latency model: measure on it with "
-                            "`edgeexport profile`, or fit one with `edgeexport calibrate`")
+                            "`edgeexport profile`, or fit one with `edgeexport fit-latency`")
         if runtime is None:
             return self.latency_model
         if runtime not in self.latency_models:
             raise UserError(f"target {self.name} has no latency model for runtime {runtime!r} "
                             f"(it has: {', '.join(self.latency_models)}); fit one with "
-                            "`edgeexport calibrate`")
+                            "`edgeexport fit-latency`")
         return self.latency_models[runtime]
 
 
@@ -164,7 +164,7 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
     if models_table is not None:
         if any(not isinstance(v, dict) for v in models_table.data.values()):
             root._fail("latency_model", "has the single-runtime layout of older versions: "
-                       "refit it into [latency_model.RUNTIME] tables with `edgeexport calibrate`")
+                       "refit it into [latency_model.RUNTIME] tables with `edgeexport fit-latency`")
         for name in models_table.data:
             latency[name] = _latency_model(models_table, name)
     grid = {}

@@ -19,6 +19,7 @@ EDGEEXPORT = [sys.executable, "-m", "edgeexport"]
 # rather than spin while another process holds the core they wait for; numpy's OpenBLAS on
 # one thread), set before numpy or torch loads.
 import edgeexport.cli.process_defaults  # noqa: E402,F401
+
 # Static analyses are cached between commands (edgeexport.analysis.cache): the session keeps
 # its own cache, shared by every command it runs, so that it reads nothing from the user's.
 os.environ["EDGEEXPORT_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-cache-")
@@ -329,6 +330,7 @@ def _edited_weights(name, model, directory: Path):
     """The variant's network and weights file: the trained one, or (outlier_channel) the
     trained one with an outlier channel (tests.trained.with_outlier_channel)."""
     import torch
+
     from tests.trained import with_outlier_channel
     if name != "outlier_channel":
         return model, None

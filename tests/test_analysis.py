@@ -61,7 +61,7 @@ def test_summary_json(family, alpha, res, published_m):
 
 
 def test_a_cached_analysis_is_the_fresh_one_and_needs_no_torch(tmp_path):
-    """`summary`, `estimate`, `calibrate` and the report read analyses through a cache: what it
+    """`summary`, `estimate`, `fit-latency` and the report read analyses through a cache: what it
     gives back is what a fresh analysis gives, without importing torch, and a damaged entry
     is made again."""
     env = {"EDGEEXPORT_CACHE_DIR": str(tmp_path)}

@@ -195,6 +195,7 @@ def test_weights_directory_with_any_spelling_of_alpha(trained, dataset, tmp_path
     import numpy as np
     import onnxruntime as ort
     import torch
+
     from tests.trained import inputs_for
     model, weights = trained("mobilenet_v2")
     wdir = tmp_path / "weights"

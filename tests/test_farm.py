@@ -26,7 +26,6 @@ import pytest
 
 from tests.conftest import EDGEEXPORT, assert_one_line_error, run_cli
 
-
 A, B = "mobilenet_v1_0.25_64", "mobilenet_v3_small_0.25_64"
 FAMILY = {A: "mobilenet_v1", B: "mobilenet_v3_small"}
 TIMEOUT = "5"  # --farm-timeout: how long a build waits for a missing kind of worker

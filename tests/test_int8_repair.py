@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from tests.trained import (ALPHA, OUTLIER_LAYER, RES, cosine, inputs_for,
-                           litert_outputs, ort_outputs)
-
+from tests.trained import ALPHA, OUTLIER_LAYER, RES, cosine, inputs_for, litert_outputs, ort_outputs
 
 
 def test_collapsing_v3_ships_a_flagged_mixed_precision_file(collapsing_v3, dataset):
@@ -241,8 +239,8 @@ TOPOLOGICAL = list(ORDER)  # from input to output: layer29 is the last layer
 
 
 def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAverage")):
-    from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.contracts.int8 import ErrorMap, LayerError
+    from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.int8.repair import quantize_validated
     emap = ErrorMap.of([LayerError(name, "conv", 10.0 + i) for i, name in enumerate(ORDER)], 4)
     return quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98, mode, methods,

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from edgeexport.analysis.count import analyze
-from edgeexport.models import create_model
 from edgeexport.contracts.variant import Variant
+from edgeexport.models import create_model
 from tests import published
 
 

@@ -321,8 +321,8 @@ def test_the_readme_python_snippet_runs_on_a_pulled_file(built, server, tmp_path
     import sys
 
     import numpy as np
-    from PIL import Image
     from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
 
     from edgeexport.inputs.imagesets import Preprocessing
 

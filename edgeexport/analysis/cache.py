@@ -4,7 +4,7 @@ An analysis is a function of the variant and of the code that builds and counts 
 and nothing else, so it is kept under a digest of that code (the network definitions, the
 counting, the record) and of the torch version. Made fresh, it costs the torch import (~2 s)
 and a forward pass (0.1-0.4 s per network); read back, a few milliseconds. A build's report
-estimates 19 reference networks, `calibrate` fits on as many, `estimate` and `summary` read
+estimates 19 reference networks, `fit-latency` fits on as many, `estimate` and `summary` read
 one. Where: $EDGEEXPORT_CACHE_DIR, else $XDG_CACHE_HOME/edgeexport, else ~/.cache/edgeexport;
 an unreadable entry is made again, an unwritable directory only costs the speed.
 """
@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from edgeexport.core.fileio import user_cache_dir, write_json
 from edgeexport.contracts.variant import Analysis, Variant, check_variant
+from edgeexport.core.fileio import user_cache_dir, write_json
 
 # The modules an analysis depends on (their source is hashed into the cache's directory).
 SHAPING = ("edgeexport.analysis.count", "edgeexport.contracts.variant", "edgeexport.models.registry",

@@ -13,10 +13,10 @@ import math
 import torch
 from torch import nn
 
+from edgeexport.contracts.variant import Analysis, LayerCost, SeparableBlock, Variant, check_variant
 from edgeexport.models import create_model
 from edgeexport.models.layers import ResidualAdd
 from edgeexport.models.mobilenet_v3 import SqueezeExcitation
-from edgeexport.contracts.variant import Analysis, LayerCost, SeparableBlock, Variant, check_variant
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid)
 SKIPPED = (nn.Dropout, nn.Identity)

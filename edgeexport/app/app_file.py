@@ -3,7 +3,7 @@ loads without writing any preprocessing of its own.
 
 - Input: RGB pixels, uint8 0–255, NHWC at the variant's resolution (scale 1, zero point 0).
 - The per-channel normalisation (x / 255 − mean) / std is part of the network: a MUL and an
-  ADD put in front of ``model.fp32.tflite`` (tflite_pixel_input), quantized with the rest.
+  ADD put in front of ``model.fp32.tflite`` (edgeexport.tflite.pixel_input), quantized with the rest.
 - Output: the class logits, uint8 (dequantize with the output's scale and zero point); no
   softmax, as in every other file of the export.
 - TFLite Metadata embedded (edgeexport.tflite.metadata), labels as an associated file.
@@ -16,13 +16,13 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.contracts.app import AppTflite
-from edgeexport.inputs.imagesets import ImageSet, Preprocessing
 from edgeexport.core.errors import ValidationError
 from edgeexport.core.fileio import write_bytes
-from edgeexport.int8.precision_plan import PrecisionPlan
 from edgeexport.core.runtimes import dequantize, litert_interpreter
-from edgeexport.tflite.inspect import read_tflite
 from edgeexport.core.validate import Comparison, compare
+from edgeexport.inputs.imagesets import ImageSet, Preprocessing
+from edgeexport.int8.precision_plan import PrecisionPlan
+from edgeexport.tflite.inspect import read_tflite
 
 APP_TFLITE = "model.app.tflite"
 PIXEL_QUANTIZATION = (1.0, 0)  # uint8 input: real value = (q − 0) × 1 = the pixel
@@ -64,7 +64,7 @@ def xnnpack_partitions(path: Path) -> dict:
     return {"partitions": len(delegates), "outside_delegate": outside}
 
 
-def build_app_tflite(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
+def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
                      held_out: ImageSet, reference: np.ndarray, staging: Path,
                      check_int8: Callable, describe: dict, int8_file: Path,
                      plan: PrecisionPlan, quantize_int8: Callable

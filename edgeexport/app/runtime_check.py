@@ -21,9 +21,9 @@ def model_inputs(export_dir: Path, images: np.ndarray) -> dict[str, np.ndarray]:
     """Normalised NCHW images → what each checked file takes (int8 quantized NHWC for the
     int8 file, uint8 pixels for the app file)."""
     from edgeexport.app.app_file import to_pixels
-    from edgeexport.inputs.imagesets import Preprocessing
-    from edgeexport.core.runtimes import litert_interpreter, quantize
     from edgeexport.contracts.artifacts import Card, read_record
+    from edgeexport.core.runtimes import litert_interpreter, quantize
+    from edgeexport.inputs.imagesets import Preprocessing
     p = read_record(export_dir, Card).input.preprocessing
     prep = Preprocessing.for_variant(p["resolution"], p["mean"], p["std"])
     inputs = {}
@@ -67,8 +67,8 @@ def run_other_runtime(python: Path, export_dir: Path,
 
 
 def check_runtime(export_dir: Path, python: Path, images_dir: Path) -> RuntimeCheck:
-    from edgeexport.inputs.imagesets import Preprocessing, load_images
     from edgeexport.contracts.artifacts import Card, read_record
+    from edgeexport.inputs.imagesets import Preprocessing, load_images
     p = read_record(export_dir, Card).input.preprocessing
     images = load_images(images_dir, Preprocessing.for_variant(p["resolution"], p["mean"],
                                                                p["std"]))

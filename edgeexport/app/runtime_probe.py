@@ -1,5 +1,5 @@
 """Run .tflite files in another Python's TFLite interpreter (e.g. tflite-runtime 2.14 in its
-own venv with numpy < 2): `python tflite_runtime_probe.py INPUTS.npz OUT_DIR MODEL...`.
+own venv with numpy < 2): `python runtime_probe.py INPUTS.npz OUT_DIR MODEL...`.
 
 Standalone on purpose (standard library, numpy and tflite_runtime only): it is executed by an
 interpreter that cannot import edgeexport. INPUTS.npz holds one array per model file name, in

@@ -35,17 +35,30 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgeexport.contracts.artifacts import (ANALYSIS, FORMATS, PRECISIONS, BuildRecord, Measured,
-                                  model_file)
-from edgeexport.build.sweep import (BuildPlan, export_variant, measure_variant, one_line,
-                              seal_variant, source_digest, weights_for)
-from edgeexport.core.errors import UserError
 from edgeexport.build.filepack import FilePack
-from edgeexport.core.fileio import safe_relative
+from edgeexport.build.sweep import (
+    BuildPlan,
+    export_variant,
+    measure_variant,
+    one_line,
+    seal_variant,
+    source_digest,
+    weights_for,
+)
+from edgeexport.contracts.artifacts import (
+    ANALYSIS,
+    FORMATS,
+    PRECISIONS,
+    BuildRecord,
+    Measured,
+    model_file,
+)
 from edgeexport.contracts.placement import Placement, WorkerRecord
 from edgeexport.contracts.variant import Variant
-from edgeexport.targets import Target
+from edgeexport.core.errors import UserError
+from edgeexport.core.fileio import safe_relative
 from edgeexport.core.versions import tool_versions
+from edgeexport.targets import Target
 
 DEFAULT_TIMEOUT = 60.0
 POLL_SECONDS = 1.0

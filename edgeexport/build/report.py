@@ -15,10 +15,18 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgeexport.contracts.artifacts import (Card, Headline, Index, IndexEntry, Profile,
-                                  measurement_key, model_file, read_record)
-from edgeexport.core.fileio import write_bytes, write_json
+from edgeexport.contracts.artifacts import (
+    Card,
+    Headline,
+    Index,
+    IndexEntry,
+    Profile,
+    measurement_key,
+    model_file,
+    read_record,
+)
 from edgeexport.contracts.variant import Analysis, Variant
+from edgeexport.core.fileio import write_bytes, write_json
 from edgeexport.targets import Target
 
 # issue 14: the data of rpi4's default latency model (tflite-ruy: TFLite 2.7.1, 1.8 GHz).
@@ -108,6 +116,7 @@ def _plots(rows, target, chosen, reference, where, label="here") -> list[tuple[s
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from edgeexport.models import FAMILIES
     plots = []
     key = INT8_HERE
@@ -249,7 +258,7 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
         "after 5 warm-up runs, measured one variant at a time.",
         (f"ESTIMATED for {target.name}: runtime {model.name} ({model.runtime}) at "
          f"{model.clock_mhz:g} MHz, {model.threads} thread(s); cost model fitted by `edgeexport "
-         f"calibrate` ({model.source}); known error: {model.known_error}.") if model else
+         f"fit-latency` ({model.source}); known error: {model.known_error}.") if model else
         f"No estimate: target {target.name} has no latency model.",
         "int8 cosine: onnxruntime int8 vs fp32 on held-out images; * = random weights, "
         "reported but not enforced (untrained networks amplify rounding noise).",

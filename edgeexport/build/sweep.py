@@ -20,14 +20,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
-from edgeexport.contracts.artifacts import (PRECISIONS, REPORTS, ArtifactError, BuildRecord, Card,
-                                  Estimates, FileEntry, Headline, Index, IndexEntry, Measured,
-                                  Profile, measurement_key, model_file, read_record,
-                                  write_record)
-from edgeexport.core.errors import UserError
-from edgeexport.core.fileio import file_entry, safe_relative, sha256, write_json
+from edgeexport.contracts.artifacts import (
+    PRECISIONS,
+    REPORTS,
+    ArtifactError,
+    BuildRecord,
+    Card,
+    Estimates,
+    FileEntry,
+    Headline,
+    Index,
+    IndexEntry,
+    Measured,
+    Profile,
+    measurement_key,
+    model_file,
+    read_record,
+    write_record,
+)
 from edgeexport.contracts.placement import Placement
 from edgeexport.contracts.variant import Variant
+from edgeexport.core.errors import UserError
+from edgeexport.core.fileio import file_entry, safe_relative, sha256, write_json
 from edgeexport.targets import Target
 
 if TYPE_CHECKING:
@@ -246,6 +260,7 @@ def build_lock(root: Path) -> Iterator[None]:
 def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
     """Worker: the export of the export command, into a fresh directory."""
     import torch
+
     from edgeexport.export.pipeline import ExportOptions, run_export
     torch.set_num_threads(1)
     if directory.exists():

@@ -25,8 +25,8 @@ def device():
 @json_option
 def check(host, ssh_config, command, as_json):
     """Connect, check the board's edgeexport is ours, print the board's facts."""
-    from edgeexport.measure.board import board_facts
     from edgeexport.core.device_address import parse_device
+    from edgeexport.measure.board import board_facts
     board = parse_device(host, ssh_config, command)
     facts = board_facts(board)
     if as_json:

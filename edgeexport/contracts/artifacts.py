@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from edgeexport.contracts.app import AppCard
+from edgeexport.contracts.int8 import ErrorMap, RepairSummary
+from edgeexport.contracts.placement import Placement
+from edgeexport.contracts.tflite import XnnpackDelegation
+from edgeexport.contracts.variant import Variant
 from edgeexport.core.board_facts import BoardFacts
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import write_json
-from edgeexport.contracts.placement import Placement
-from edgeexport.contracts.int8 import ErrorMap
-from edgeexport.contracts.variant import Variant
-from edgeexport.contracts.int8 import RepairSummary
 from edgeexport.core.validate import Comparison
-from edgeexport.contracts.tflite import XnnpackDelegation
 
 # ---- file names -------------------------------------------------------------------------
 ANALYSIS = "analysis.json"

@@ -23,13 +23,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from edgeexport.contracts.artifacts import (CARD, INDEX, ArtifactError, Estimates, Index, IndexEntry,
-                                  Profile, Record, measurement_key)
+from edgeexport.build.report import REFERENCE_CSV, reference_table
+from edgeexport.contracts.artifacts import (
+    CARD,
+    INDEX,
+    ArtifactError,
+    Estimates,
+    Index,
+    IndexEntry,
+    Profile,
+    Record,
+    measurement_key,
+)
+from edgeexport.contracts.variant import Variant
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import safe_relative, sha256
-from edgeexport.contracts.variant import Variant
-from edgeexport.build.report import REFERENCE_CSV, reference_table
-from edgeexport.distribute.transfer import Expected, HashMismatch, Source, open_source, partial_path, verify
+from edgeexport.distribute.transfer import (
+    Expected,
+    HashMismatch,
+    Source,
+    open_source,
+    partial_path,
+    verify,
+)
 
 # --format → (file name in the variant directory, precision, runtime measured for it)
 FORMATS = {

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from edgeexport.contracts.artifacts import Estimated, EstimatedEndToEnd, LayerLatency
-from edgeexport.estimate.energy import energy_summary, layer_energy_uj
-from edgeexport.core.errors import UserError
-from edgeexport.estimate.latency_model import CLOCK_RULE, at_clock, layer_ms
 from edgeexport.contracts.variant import Analysis
+from edgeexport.core.errors import UserError
+from edgeexport.estimate.energy import energy_summary, layer_energy_uj
+from edgeexport.estimate.latency_model import CLOCK_RULE, at_clock, layer_ms
 from edgeexport.targets import LatencyModel, Target
 
 MODEL_NAME = ("edgeexport per-layer linear cost model (MACs by op kind, bytes, dense-conv "
@@ -31,7 +31,7 @@ def estimate(analysis: Analysis, target: Target, precision: str, runtime: str | 
     if threads is not None and threads != model.threads:
         raise UserError(f"target {target.name}: the {model.name} latency model was measured at "
                         f"{model.threads} thread(s), not {threads}; fit one at {threads} with "
-                        "`edgeexport calibrate --threads` under another runtime name")
+                        "`edgeexport fit-latency --threads` under another runtime name")
     fit = getattr(model, precision)
     if fit is None:
         raise UserError(f"target {target.name}: the {model.name} latency model has no "

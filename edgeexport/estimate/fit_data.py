@@ -1,4 +1,4 @@
-"""A build's own measurements as calibration data: `edgeexport calibrate --from dist/<target>`.
+"""A build's own measurements as calibration data: `edgeexport fit-latency --from dist/<target>`.
 
 Every sealed variant of the build (index.json) contributes its end-to-end mean latency per
 precision, in one runtime, as measured (on the board when the build had one), at the clock
@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeexport.contracts.artifacts import (ArtifactError, Index, Measured, Profile, measurement_key,
-                                  read_record)
+from edgeexport.contracts.artifacts import (
+    ArtifactError,
+    Index,
+    Measured,
+    Profile,
+    measurement_key,
+    read_record,
+)
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import safe_relative
 from edgeexport.estimate.latency_model import Measurement
@@ -30,7 +36,7 @@ def _clock_mhz(m: Measured, target: Target, given: float | None) -> float | None
     return freq * 1e3 if freq else None
 
 
-def build_measurements(root: Path, runtime: str, target: Target, name: str | None = None,
+def measurements_of_build(root: Path, runtime: str, target: Target, name: str | None = None,
                        clock_mhz: float | None = None) -> tuple[list[Measurement], str]:
     """(measurements, what they are in words) from a build directory."""
     try:

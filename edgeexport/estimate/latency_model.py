@@ -26,9 +26,9 @@ from typing import Callable
 
 import numpy as np
 
+from edgeexport.contracts.variant import COMPUTE_OPS, DENSE_OPS, ELEMENTWISE_OPS, LayerCost
 from edgeexport.core.errors import UserError
 from edgeexport.models import FAMILIES, family_of_alias
-from edgeexport.contracts.variant import COMPUTE_OPS, DENSE_OPS, ELEMENTWISE_OPS, LayerCost
 from edgeexport.targets import COEFFICIENTS, RUNTIME_NAME, LatencyCoefficients
 
 KERNEL_OPS = COMPUTE_OPS + ELEMENTWISE_OPS + ("hardswish",)
@@ -99,7 +99,7 @@ def at_clock(c: LatencyCoefficients, fit_mhz: float, mhz: float) -> LatencyCoeff
 
 @dataclass
 class Measurement:
-    """One whole-network latency measured on a board: what `calibrate` fits."""
+    """One whole-network latency measured on a board: what `fit-latency` fits."""
     family: str
     alpha: float
     resolution: int

@@ -16,8 +16,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from edgeexport.core.fileio import write_bytes
 from edgeexport.contracts.variant import Analysis
+from edgeexport.core.fileio import write_bytes
 
 OPSET = 18
 INPUT_NAME = "input"

@@ -12,21 +12,44 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.analysis.count import analyze
-from edgeexport.contracts.app import AppCard
-from edgeexport.inputs.imagesets import (SYNTHETIC_CALIBRATION_SEED, SYNTHETIC_VALIDATION_SEED,
-                                    ImageSet, Preprocessing, load_images, synthetic_images)
 from edgeexport.contracts import artifacts
-from edgeexport.contracts.artifacts import (ANALYSIS, ONNX_FP32_VS_PYTORCH, ONNX_INT8_VS_ONNX_FP32, Card,
-                                  FileEntry, ImageSetInfo, ModelInput, ModelOutput,
-                                  OnnxInt8Info, TfliteInfo, Tolerances, write_record)
+from edgeexport.contracts.app import AppCard
+from edgeexport.contracts.artifacts import (
+    ANALYSIS,
+    ONNX_FP32_VS_PYTORCH,
+    ONNX_INT8_VS_ONNX_FP32,
+    Card,
+    FileEntry,
+    ImageSetInfo,
+    ModelInput,
+    ModelOutput,
+    OnnxInt8Info,
+    TfliteInfo,
+    Tolerances,
+    write_record,
+)
+from edgeexport.contracts.variant import Variant
 from edgeexport.core.errors import UserError, ValidationError
 from edgeexport.core.fileio import file_entry, write_json
-from edgeexport.models import family
-from edgeexport.contracts.variant import Variant
-from edgeexport.targets import Target
-from edgeexport.core.validate import (FP32_ATOL_REL, INT8_MIN_COSINE, INT8_MIN_TOP1_AGREEMENT,
-                                 compare, require_fp32_match, require_int8_match)
+from edgeexport.core.validate import (
+    FP32_ATOL_REL,
+    INT8_MIN_COSINE,
+    INT8_MIN_TOP1_AGREEMENT,
+    compare,
+    require_fp32_match,
+    require_int8_match,
+)
 from edgeexport.core.versions import tool_versions
+from edgeexport.inputs.imagesets import (
+    SYNTHETIC_CALIBRATION_SEED,
+    SYNTHETIC_VALIDATION_SEED,
+    ImageSet,
+    Preprocessing,
+    load_images,
+    synthetic_images,
+)
+from edgeexport.models import family
+from edgeexport.targets import Target
 
 FORMATS = artifacts.FORMATS
 SYNTHETIC_CALIBRATION_SIZE = 64
@@ -102,12 +125,12 @@ def run_export(opts: ExportOptions,
                on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
     import torch
 
-    from edgeexport.int8.activation_tails import activation_tails, describe
+    from edgeexport.core.runtimes import run_onnx
     from edgeexport.export.onnx_export import export_onnx
     from edgeexport.export.prepare import fold_batchnorm, prepare_model
-    from edgeexport.int8.stage import Int8Stage
+    from edgeexport.int8.activation_tails import activation_tails, describe
     from edgeexport.int8.quantize_onnx import quantize_onnx, quantized_op_counts
-    from edgeexport.core.runtimes import run_onnx
+    from edgeexport.int8.stage import Int8Stage
 
     unknown = set(opts.formats) - set(FORMATS)
     if unknown or not opts.formats:

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from edgeexport.contracts.artifacts import WeightsInfo
-from edgeexport.core.fileio import sha256
-from edgeexport.models import create_model
 from edgeexport.contracts.variant import Variant
+from edgeexport.core.fileio import sha256
 from edgeexport.inputs.weights import load_weights
+from edgeexport.models import create_model
 
 INIT_SEED = 0
 BN_BATCH = 16

@@ -16,16 +16,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgeexport.contracts.artifacts import (TFLITE_APP_VS_PYTORCH, TFLITE_FP32_VS_PYTORCH,
-                                  TFLITE_INT8_VS_PYTORCH)
+from edgeexport.contracts.artifacts import (
+    TFLITE_APP_VS_PYTORCH,
+    TFLITE_FP32_VS_PYTORCH,
+    TFLITE_INT8_VS_PYTORCH,
+)
 from edgeexport.core.errors import ValidationError
 from edgeexport.core.fileio import write_bytes
+from edgeexport.core.runtimes import litert_interpreter, run_litert
+from edgeexport.core.validate import compare, require_fp32_match
 from edgeexport.inputs.imagesets import ImageSet, Preprocessing
 from edgeexport.int8.precision_plan import PrecisionPlan
-from edgeexport.core.runtimes import litert_interpreter, run_litert
 from edgeexport.tflite.hardswish import delegable_hard_swish
 from edgeexport.tflite.inspect import read_tflite
-from edgeexport.core.validate import compare, require_fp32_match
 from edgeexport.tflite.xnnpack import xnnpack_delegation
 
 
@@ -59,7 +62,7 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     its ranges, with MinMax the true min/max over the calibration set (as onnxruntime's
     MinMax), otherwise the library's default moving average of per-image ranges, which clips
     rare outliers; its layers kept at int16 activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
-    rewritten into ops XNNPACK runs in int8 (tflite_hardswish), so the file stays one
+    rewritten into ops XNNPACK runs in int8 (edgeexport.tflite.hardswish), so the file stays one
     partition."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
@@ -133,7 +136,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   validated_int8: Callable | None = None) -> dict:
     """``describe``: name/description/version/author/license/labels for the app file's
     TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison, plan): quantize
-    with a precision plan and repair (int8_stage); default: the plain static int8 recipe."""
+    with a precision plan and repair (edgeexport.int8.stage); default: the plain static int8 recipe."""
     if validated_int8 is None:
         def validated_int8(quantize, evaluate):
             path = quantize(PrecisionPlan())
@@ -153,9 +156,9 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
     validation[TFLITE_INT8_VS_PYTORCH] = check_int8(int8_comparison)
     # ---- app-ready file (issue 12): uint8 pixels in, normalisation inside, metadata ----
-    from edgeexport.app.app_file import APP_TFLITE, build_app_tflite
+    from edgeexport.app.app_file import APP_TFLITE, make_app_file
     from edgeexport.tflite.runtime_version import runtime_requirement
-    app, validation[TFLITE_APP_VS_PYTORCH], app_record = build_app_tflite(
+    app, validation[TFLITE_APP_VS_PYTORCH], app_record = make_app_file(
         fp32, prep, calib, held_out, reference, staging, check_int8, describe, int8, plan,
         quantize_int8)
     requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}

@@ -46,8 +46,9 @@ def map_sample(count: int) -> np.ndarray:
 
 
 def _mean_sqnr(reference, candidate) -> float:
-    from onnxruntime.quantization.qdq_loss_debug import \
-        compute_signal_to_quantization_noice_ratio as sqnr
+    from onnxruntime.quantization.qdq_loss_debug import (
+        compute_signal_to_quantization_noice_ratio as sqnr,
+    )
     return float(np.mean([sqnr(np.atleast_1d(r).astype(np.float64).ravel(),
                                np.atleast_1d(c).astype(np.float64).ravel())
                           for r, c in zip(reference, candidate)]))
@@ -116,8 +117,11 @@ def onnx_errors(fp32: Path, int8: Path, inputs: np.ndarray) -> dict[str, tuple[f
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, compute_activation_error, create_activation_matching,
-        modify_model_output_intermediate_tensors)
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
     from edgeexport.core.runtimes import session_options
     options = session_options()  # one thread; unoptimised, as collect_activations' default
@@ -230,7 +234,7 @@ def _fold_owner(rows: list[dict]) -> dict[str, str]:
     return owner
 
 
-def build_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | None,
+def measure_error_map(analysis_rows: list[dict], onnx_files: tuple[Path, Path] | None,
                     tflite_files: tuple[Path, Path] | None, inputs: np.ndarray) -> ErrorMap:
     inputs = inputs[map_sample(len(inputs))]
     rows = [LayerError(r["name"], r["op"]) for r in analysis_rows if r["op"] not in FOLDED]

@@ -3,7 +3,7 @@
 Weights: per-channel symmetric int8. Activations: the target file's type (int8 or uint8) —
 onnxruntime fuses DQ → Conv/MatMul → Q with int8 activations only on Arm builds
 (``QDQIsInt8Allowed()``), so on x86 only uint8 activations fuse every Conv. The graph is first
-rewritten so MobileNetV3's pools and hard-sigmoid gates fuse too (onnx_int8_graph).
+rewritten so MobileNetV3's pools and hard-sigmoid gates fuse too (edgeexport.int8.onnx_graph).
 ``quantized_op_counts`` reports what actually runs quantized after onnxruntime's graph
 optimisation on the machine doing the export.
 """
@@ -42,8 +42,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                   activation_type: str, weight_type: str = "int8",
                   method: str = "MinMax", plan: PrecisionPlan | None = None) -> Path:
     """``plan``: layers kept at 16-bit activations and hard-sigmoid ranges (precision_plan)."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
     qtype = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
     wide = {"int8": QuantType.QInt16, "uint8": QuantType.QUInt16}[activation_type]

@@ -27,10 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from edgeexport.contracts.int8 import FULL_INT8, MIXED, Attempt, ErrorMap, RepairRecord, RepairSummary
+from edgeexport.contracts.int8 import FULL_INT8, MIXED, Attempt, ErrorMap, RepairRecord
 from edgeexport.core.errors import ValidationError
-from edgeexport.int8.precision_plan import PrecisionPlan
 from edgeexport.core.validate import INT8_MIN_TOP1_AGREEMENT, Comparison, int8_holds
+from edgeexport.int8.precision_plan import PrecisionPlan
 
 # Tried in this order when none is named: the true min/max, the mean of the per-image
 # minima and maxima, then (onnxruntime) the 99.999th percentile of |x|.

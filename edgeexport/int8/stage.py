@@ -14,12 +14,18 @@ from typing import Callable
 
 import numpy as np
 
-from edgeexport.int8.precision_plan import PrecisionPlan
-from edgeexport.int8.error_map import ErrorMap, build_error_map
+from edgeexport.contracts.int8 import ErrorMap, RepairRecord, RepairSummary
 from edgeexport.contracts.variant import Analysis
-from edgeexport.int8.repair import (RANGE_METHODS, TIMING_RUNS, TIMING_WARMUP, RepairRecord,
-                               RepairSummary, quantize_validated, repair_order)
 from edgeexport.core.validate import Comparison
+from edgeexport.int8.error_map import measure_error_map
+from edgeexport.int8.precision_plan import PrecisionPlan
+from edgeexport.int8.repair import (
+    RANGE_METHODS,
+    TIMING_RUNS,
+    TIMING_WARMUP,
+    quantize_validated,
+    repair_order,
+)
 
 
 class Int8Stage:
@@ -75,7 +81,7 @@ class Int8Stage:
         ``model.int8.onnx`` in staging is still full int8."""
         if self._order is None:
             plain = self.staging / "model.int8.onnx"
-            emap = build_error_map(self.analysis["layers"],
+            emap = measure_error_map(self.analysis["layers"],
                                    (self.staging / "model.fp32.onnx", plain), None,
                                    self.calibration)
             self._order = repair_order(emap, self.analysis["layers"]), emap
@@ -85,7 +91,7 @@ class Int8Stage:
         """The map of the files being shipped."""
         tflite = ((self.staging / "model.fp32.tflite", self.staging / "model.int8.tflite")
                   if with_tflite else None)
-        return build_error_map(self.analysis["layers"], (fp32_onnx, int8_onnx), tflite,
+        return measure_error_map(self.analysis["layers"], (fp32_onnx, int8_onnx), tflite,
                                self.calibration)
 
     def summary(self) -> RepairSummary:

@@ -17,10 +17,10 @@ from typing import Callable
 import numpy as np
 
 from edgeexport.contracts.artifacts import ANALYSIS, EndToEnd, LayerLatency, Measured, model_file
-from edgeexport.estimate.energy import energy_summary, layer_energy_uj
+from edgeexport.contracts.variant import COMPUTE_OPS, Analysis, LayerCost
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import safe_relative
-from edgeexport.contracts.variant import COMPUTE_OPS, Analysis, LayerCost
+from edgeexport.estimate.energy import energy_summary, layer_energy_uj
 from edgeexport.targets import Target, cpu_description
 
 KERNEL_SUFFIX = "_kernel_time"

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeexport.tflite.edit import (add_buffer, opcode, pack, rename_signature_tensors, schema,
-                                    unpack)
+from edgeexport.tflite.edit import (
+    add_buffer,
+    opcode,
+    pack,
+    rename_signature_tensors,
+    schema,
+    unpack,
+)
 
 
 def normalisation_constants(mean, std) -> tuple[np.ndarray, np.ndarray]:

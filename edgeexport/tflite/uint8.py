@@ -4,8 +4,14 @@ in front of the input and one (int8 → uint8) after the output. That tool canno
 offset-addressed buffers ai-edge-quantizer writes, so this edits the flatbuffer directly."""
 from __future__ import annotations
 
-from edgeexport.tflite.edit import (add_buffer, opcode, pack, rename_signature_tensors, schema,
-                                    unpack)
+from edgeexport.tflite.edit import (
+    add_buffer,
+    opcode,
+    pack,
+    rename_signature_tensors,
+    schema,
+    unpack,
+)
 
 
 def uint8_interface(data: bytes, input_quantization: tuple[float, int] | None = None) -> bytes:

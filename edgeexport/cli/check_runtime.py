@@ -21,7 +21,8 @@ from edgeexport.core.console import print_json, print_table
 @json_option
 def check_runtime(export_dir, python, images, as_json):
     """Top-1 agreement of another TFLite runtime with LiteRT, written to card.json."""
-    from edgeexport.app.runtime_check import check_runtime as run_check, record_check
+    from edgeexport.app.runtime_check import check_runtime as run_check
+    from edgeexport.app.runtime_check import record_check
     check = run_check(export_dir, python, images)
     record_check(export_dir, check)
     if as_json:

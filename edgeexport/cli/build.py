@@ -7,11 +7,17 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import (_families, _number_list, _target, device_options,
-                                    json_option, resolve_device)
+from edgeexport.cli.options import (
+    _families,
+    _number_list,
+    _target,
+    device_options,
+    json_option,
+    resolve_device,
+)
+from edgeexport.contracts.variant import MIN_RESOLUTION
 from edgeexport.core.console import print_json
 from edgeexport.core.errors import UserError
-from edgeexport.contracts.variant import MIN_RESOLUTION
 
 
 @main.command()
@@ -113,8 +119,13 @@ class BuildProgress:
     def __enter__(self):
         if self.enabled and sys.stderr.isatty():
             from rich.console import Console
-            from rich.progress import (BarColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                      TextColumn("{task.completed}/{task.total}"),
                                      TimeElapsedColumn(), TimeRemainingColumn(),
