@@ -14,9 +14,9 @@ import sys
 import tempfile
 
 REFERENCE_ANALYSES = """
-from edgeexport.analysis_cache import cached_analysis
-from edgeexport.records import Variant
-from edgeexport.report import reference_table
+from edgeexport.analysis.cache import cached_analysis
+from edgeexport.contracts.variant import Variant
+from edgeexport.build.report import reference_table
 networks = sorted({(m["family"], m["alpha"], m["resolution"]) for m in reference_table()})
 for n in networks:
     cached_analysis(Variant(*n))

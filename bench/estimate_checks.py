@@ -12,8 +12,13 @@ from importlib import resources
 import numpy as np
 import torch
 
-from edgeexport.latency_model import (analysed_features, at_clock, fit_runtime, predict,
-                                      read_measurements)
+from edgeexport.estimate.latency_model import (
+    analysed_features,
+    at_clock,
+    fit_runtime,
+    predict,
+    read_measurements,
+)
 from edgeexport.targets import load_target
 
 DATA = resources.files("edgeexport.data")

@@ -16,13 +16,13 @@ import numpy as np
 import onnx
 import torch
 
-from edgeexport.analysis import analyze
+from edgeexport.analysis.count import analyze
+from edgeexport.contracts.variant import Variant
+from edgeexport.core.runtimes import litert_interpreter, run_onnx
+from edgeexport.export.onnx_export import export_onnx
+from edgeexport.export.prepare import fold_batchnorm, reestimate_batchnorm
+from edgeexport.export.tflite_export import convert_fp32
 from edgeexport.models import create_model
-from edgeexport.onnx_export import export_onnx
-from edgeexport.prepare import fold_batchnorm, reestimate_batchnorm
-from edgeexport.records import Variant
-from edgeexport.runtimes import litert_interpreter, run_onnx
-from edgeexport.tflite_export import convert_fp32
 
 
 def cpu_seconds(call) -> float:

@@ -22,11 +22,11 @@ STAGES = r"""
 import hashlib, json, resource, sys
 from pathlib import Path
 import numpy as np
-from edgeexport.imagesets import SYNTHETIC_CALIBRATION_SEED, Preprocessing, synthetic_images
+from edgeexport.inputs.imagesets import SYNTHETIC_CALIBRATION_SEED, Preprocessing, synthetic_images
 from edgeexport.models import family
-from edgeexport.quant_error import onnx_errors, tflite_errors
-from edgeexport.quantize_onnx import quantize_onnx
-from edgeexport.tflite_export import quantize_int8
+from edgeexport.int8.error_map import onnx_errors, tflite_errors
+from edgeexport.int8.quantize_onnx import quantize_onnx
+from edgeexport.export.tflite_export import quantize_int8
 
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)

@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeexport.profile import time_litert, time_onnx
-
 import numpy as np
+
+from edgeexport.measure.profile import time_litert, time_onnx
 
 
 def main() -> None:

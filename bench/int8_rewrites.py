@@ -1,5 +1,5 @@
 """What the int8 graph rewrites buy, in one interleaved run: fp32, int8 as the quantizers emit
-it, and int8 as edgeexport emits it (tflite_hardswish, onnx_int8_graph), for one family at
+it, and int8 as edgeexport emits it (edgeexport.tflite.hardswish, edgeexport.int8.onnx_graph), for one family at
 224 px, in LiteRT and onnxruntime, 1 thread; p50 of the calling thread's CPU time and of wall
 time (see bench/int8_speed.py for why both), XNNPACK partitions of each .tflite.
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-import edgeexport.quantize_onnx as quantize_onnx
-import edgeexport.tflite_export as tflite_export
-from edgeexport.imagesets import Preprocessing, synthetic_images
+import edgeexport.export.tflite_export as tflite_export
+import edgeexport.int8.quantize_onnx as quantize_onnx
+from edgeexport.inputs.imagesets import Preprocessing, synthetic_images
 from edgeexport.models import family as get_family
-from edgeexport.xnnpack_delegation import xnnpack_delegation
+from edgeexport.tflite.xnnpack import xnnpack_delegation
 
 sys.path.insert(0, str(Path(__file__).parent))
 from int8_speed import export, runner  # noqa: E402

@@ -25,8 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.synthetic_data import write_dataset  # noqa: E402
-from tests.trained import (ALPHA, FAMILIES, RES, TRAIN_STEPS, cosine, inputs_for,  # noqa: E402
-                           litert_outputs, load_trained, ort_outputs)
+from tests.trained import (  # noqa: E402
+    ALPHA,
+    FAMILIES,
+    RES,
+    TRAIN_STEPS,
+    cosine,
+    inputs_for,
+    litert_outputs,
+    load_trained,
+    ort_outputs,
+)
 
 RECIPES = {"converged": lambda steps: (steps, []),
            "short": lambda steps: (steps // 4, ["lr=2e-3", "schedule=constant"])}

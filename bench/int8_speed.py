@@ -22,12 +22,11 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-
-from edgeexport.quantize_onnx import quantized_op_counts
-from edgeexport.runtimes import litert_interpreter, onnx_session
-from edgeexport.xnnpack_delegation import xnnpack_delegation
-
 from interleaved import int8_isa, interleaved  # bench/interleaved.py
+
+from edgeexport.core.runtimes import litert_interpreter, onnx_session
+from edgeexport.int8.quantize_onnx import quantized_op_counts
+from edgeexport.tflite.xnnpack import xnnpack_delegation
 
 FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 MODELS = (("litert", "fp32"), ("litert", "int8"), ("onnxruntime", "fp32"),

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgeexport.profile import profile
+from edgeexport.measure.profile import profile
 from edgeexport.targets import load_target
 
 CASES = [("mobilenet_v1", "fp32"), ("mobilenet_v2", "fp32"), ("mobilenet_v3_large", "fp32"),

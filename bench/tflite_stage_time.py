@@ -3,7 +3,7 @@ the same run on the same model:
 
 1. the app file's pixel input: litert-torch converting the PyTorch module wrapped with the
    normalisation (the baseline: a second conversion per export) vs edgeexport's flatbuffer
-   edit of model.fp32.tflite (tflite_pixel_input). Both app fp32 files are run on the same
+   edit of model.fp32.tflite (edgeexport.tflite.pixel_input). Both app fp32 files are run on the same
    pixels to show they compute the same function;
 2. calibration: ai-edge-quantizer's default calibrator (keeps every tensor, reads each back in
    Python) vs its profiler-based one (min/max in C++), on the same images, then the bytes of
@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeexport.models import create_model, family as get_family
-from edgeexport.runtimes import litert_interpreter
-from edgeexport.tflite_export import convert_fp32, per_op_layout, quiet
-from edgeexport.tflite_pixel_input import normalisation_constants, pixel_input
+from edgeexport.core.runtimes import litert_interpreter
+from edgeexport.export.tflite_export import convert_fp32, per_op_layout, quiet
+from edgeexport.models import create_model
+from edgeexport.models import family as get_family
+from edgeexport.tflite.pixel_input import normalisation_constants, pixel_input
 
 
 class NormalisedFromPixels(torch.nn.Module):

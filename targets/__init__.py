@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from edgeexport.board_facts import detect_cpu
-from edgeexport.device_address import device_from_table
-from edgeexport.errors import UserError
+from edgeexport.core.board_facts import detect_cpu
+from edgeexport.core.device_address import device_from_table
+from edgeexport.core.errors import UserError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,7 +23,7 @@ else:  # pragma: no cover
 
 QUANT_TYPES = ("int8", "uint8")
 # The per-layer cost model's coefficients, in the order of
-# edgeexport.latency_model.FEATURES (each one multiplies one feature of a layer row).
+# edgeexport.estimate.latency_model.FEATURES (each one multiplies one feature of a layer row).
 COEFFICIENTS = ("ms_per_gmac_dense", "ms_per_gmac_depthwise", "ms_per_mb",
                 "ms_per_mpixel_dense", "us_per_kernel", "ms_per_mb_hardswish",
                 "ms_per_mb_se_scale", "fixed_ms")
@@ -33,7 +33,7 @@ RUNTIME_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # a bare TOML key: [latency_mode
 @dataclass(frozen=True)
 class LatencyCoefficients:
     """Layer time = Σ coefficient × feature of the layer row (see
-    edgeexport.latency_model.FEATURES), plus fixed_ms once per inference. All ≥ 0 (a
+    edgeexport.estimate.latency_model.FEATURES), plus fixed_ms once per inference. All ≥ 0 (a
     non-negative least-squares fit)."""
     ms_per_gmac_dense: float
     ms_per_gmac_depthwise: float
@@ -88,7 +88,7 @@ class Target:
     grid: dict[str, dict[str, list]] = field(default_factory=dict)
     path: str = ""
     source: str = ""  # the TOML text it was parsed from: cache keys and refits use it
-    device: Any = None  # edgeexport.device.Device from a [device] table: the board to measure on
+    device: Any = None  # edgeexport.measure.board.Device from a [device] table: the board to measure on
 
     @property
     def latency_model(self) -> LatencyModel | None:
@@ -99,13 +99,13 @@ class Target:
         """The model for ``runtime`` (None: the default); refused naming what there is."""
         if not self.latency_models:
             raise UserError(f"target {self.name} has no latency model: measure on it with "
-                            "`edgeexport profile`, or fit one with `edgeexport calibrate`")
+                            "`edgeexport profile`, or fit one with `edgeexport fit-latency`")
         if runtime is None:
             return self.latency_model
         if runtime not in self.latency_models:
             raise UserError(f"target {self.name} has no latency model for runtime {runtime!r} "
                             f"(it has: {', '.join(self.latency_models)}); fit one with "
-                            "`edgeexport calibrate`")
+                            "`edgeexport fit-latency`")
         return self.latency_models[runtime]
 
 
@@ -164,7 +164,7 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
     if models_table is not None:
         if any(not isinstance(v, dict) for v in models_table.data.values()):
             root._fail("latency_model", "has the single-runtime layout of older versions: "
-                       "refit it into [latency_model.RUNTIME] tables with `edgeexport calibrate`")
+                       "refit it into [latency_model.RUNTIME] tables with `edgeexport fit-latency`")
         for name in models_table.data:
             latency[name] = _latency_model(models_table, name)
     grid = {}

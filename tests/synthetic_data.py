@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeexport.prepare import reestimate_batchnorm
+from edgeexport.export.prepare import reestimate_batchnorm
 
 CLASSES = ("deg000", "deg045", "deg090", "deg135")
 

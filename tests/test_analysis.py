@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from edgeexport.analysis import analyze
-from edgeexport.records import Variant
+from edgeexport.analysis.count import analyze
+from edgeexport.contracts.variant import Variant
 from tests.conftest import assert_one_line_error, run_cli, run_json
 
 
@@ -61,7 +61,7 @@ def test_summary_json(family, alpha, res, published_m):
 
 
 def test_a_cached_analysis_is_the_fresh_one_and_needs_no_torch(tmp_path):
-    """`summary`, `estimate`, `calibrate` and the report read analyses through a cache: what it
+    """`summary`, `estimate`, `fit-latency` and the report read analyses through a cache: what it
     gives back is what a fresh analysis gives, without importing torch, and a damaged entry
     is made again."""
     env = {"EDGEEXPORT_CACHE_DIR": str(tmp_path)}
@@ -71,8 +71,8 @@ def test_a_cached_analysis_is_the_fresh_one_and_needs_no_torch(tmp_path):
     (entry,) = tmp_path.rglob("*.json")
     assert json.loads(entry.read_text()) == fresh
     assert run_json(*args, env=env) == fresh  # warm
-    probe = ("import sys; from edgeexport.analysis_cache import cached_analysis; "
-             "from edgeexport.records import Variant; "
+    probe = ("import sys; from edgeexport.analysis.cache import cached_analysis; "
+             "from edgeexport.contracts.variant import Variant; "
              "cached_analysis(Variant('mobilenet_v3_small', 0.75, 96)); "
              "print('torch' in sys.modules)")
     warm = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

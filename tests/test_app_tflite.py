@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgeexport.imagesets import list_images
+from edgeexport.inputs.imagesets import list_images
+from edgeexport.models import family as get_family
 from tests.conftest import run_cli
 from tests.synthetic_data import CLASSES
-from edgeexport.models import family as get_family
 from tests.trained import FAMILIES, RES, inputs_for, is_mixed, litert_outputs
 
 MIN_AGREEMENT = 0.98
@@ -136,9 +136,13 @@ def test_card_lists_the_app_file_and_the_runtime_each_file_needs(exported):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_tflite_runtime_2_14_agrees_with_litert(family, exported, dataset,
                                                 tflite_runtime_python):
-    from edgeexport.runtime_check import CHECKED_FILES, model_inputs, run_litert_raw
-    from edgeexport.runtime_check import run_other_runtime
-    from edgeexport.errors import UserError
+    from edgeexport.app.runtime_check import (
+        CHECKED_FILES,
+        model_inputs,
+        run_litert_raw,
+        run_other_runtime,
+    )
+    from edgeexport.core.errors import UserError
     _, out, card = exported(family)
     images = inputs_for(family, dataset["eval"]).inputs
     inputs = model_inputs(out, images)

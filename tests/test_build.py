@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeexport.fileio import sha256
+from edgeexport.core.fileio import sha256
 from tests.conftest import BUILD_GRID, BUILD_IDS, EDGEEXPORT, assert_one_line_error, run_cli
 
 GRID, IDS = BUILD_GRID, BUILD_IDS
@@ -92,7 +92,7 @@ def test_a_damaged_variant_is_rebuilt_alone(built, tmp_path):
     ("no record", "not built yet")])
 def test_any_damaged_record_means_rebuild_and_says_why(built, tmp_path, damage, why):
     """Before: a build.json listing '../x' raised out of is_complete and aborted the build."""
-    from edgeexport.build import CacheKey, rebuild_reason
+    from edgeexport.build.sweep import CacheKey, rebuild_reason
     out, _ = built
     directory = tmp_path / IDS[0]
     shutil.copytree(out / "rpi4" / IDS[0], directory)
@@ -195,6 +195,7 @@ def test_weights_directory_with_any_spelling_of_alpha(trained, dataset, tmp_path
     import numpy as np
     import onnxruntime as ort
     import torch
+
     from tests.trained import inputs_for
     model, weights = trained("mobilenet_v2")
     wdir = tmp_path / "weights"
@@ -268,3 +269,18 @@ def test_changed_target_file_rebuilds(built, tmp_path):
     assert _dry_run(out, *grid)["would_build"] == {vid: "changed: target" for vid in IDS}
     board.write_text(load_target("rpi4").source)
     assert _dry_run(out, *grid)["would_build"] == {}  # the same text under another path
+
+
+def test_the_build_key_reads_every_module_that_shapes_a_file():
+    """A build is cached by the code that shapes its files: every stage module below build/
+    (export, int8, tflite, app, ...) counts, the CLI and the reports do not. Listed from disk
+    here, independently of the rule in build/sweep.py."""
+    from edgeexport.build.sweep import shaping_sources
+    root = Path(__file__).resolve().parents[1] / "edgeexport"
+    names = {name for name, _ in shaping_sources()}
+    for stage in ("export", "int8", "tflite", "app", "measure", "contracts"):
+        for path in (root / stage).glob("*.py"):
+            if path.name != "__init__.py":
+                assert f"edgeexport/{stage}/{path.name}" in names
+    assert not any(name.startswith(("edgeexport/cli/", "edgeexport/build/")) for name in names)
+    assert "edgeexport.models/mobilenet_v3.py" in names and "edgeexport.targets" in names

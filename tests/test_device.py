@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 
 from tests.board import ACCOUNT
-from tests.conftest import (BUILD_GRID, BUILD_IDS, EDGEEXPORT, OLD_VERSION,
-                            assert_one_line_error, run_cli)
+from tests.conftest import (
+    BUILD_GRID,
+    BUILD_IDS,
+    EDGEEXPORT,
+    OLD_VERSION,
+    assert_one_line_error,
+    run_cli,
+)
 
 GRID, IDS = BUILD_GRID, BUILD_IDS
 SFTP_SESSION = "Starting session: subsystem 'sftp'"  # sshd's own log line per SFTP session
@@ -253,10 +259,10 @@ def test_a_target_file_with_a_device_table_is_enough(board_build, board, tmp_pat
                                   check=False), "device.port")
 
 
-def test_calibrate_from_a_build_fits_the_boards_measurements(board_build, tmp_path):
+def test_fit_latency_from_a_build_fits_the_boards_measurements(board_build, tmp_path):
     out, _, _ = board_build
     refit = tmp_path / "rpi4-refit.toml"
-    data = json.loads(run_cli("calibrate", "--target", "rpi4", "--from", out / "rpi4",
+    data = json.loads(run_cli("fit-latency", "--target", "rpi4", "--from", out / "rpi4",
                               "--out", refit, "--json").stdout)
     (model,) = data["models"]
     assert model["runtime"] == "litert-xnnpack" and model["threads"] == 1

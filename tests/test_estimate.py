@@ -1,16 +1,23 @@
 """Estimating latency for boards not attached: the per-runtime cost models, their fit
-(`calibrate`), and the target files that carry them. No export, no training: cheap."""
+(`fit-latency`), and the target files that carry them. No export, no training: cheap."""
 import csv
+import json
 import statistics
 import tomllib
 
 import numpy as np
 import pytest
 
-from edgeexport.errors import UserError
-from edgeexport.estimate import estimate
-from edgeexport.latency_model import (Measurement, analysed_features, fit_measurements,
-                                      fit_runtime, read_measurements, with_model)
+from edgeexport.core.errors import UserError
+from edgeexport.estimate.estimates import estimate
+from edgeexport.estimate.latency_model import (
+    Measurement,
+    analysed_features,
+    fit_measurements,
+    fit_runtime,
+    read_measurements,
+    with_model,
+)
 from edgeexport.targets import load_target
 from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
 
@@ -135,8 +142,8 @@ def test_estimate_text_names_runtime_clock_threads_and_known_error():
 
 @pytest.fixture(scope="module")
 def v2_analysis():
-    from edgeexport.analysis import analyze
-    from edgeexport.records import Variant
+    from edgeexport.analysis.count import analyze
+    from edgeexport.contracts.variant import Variant
     return analyze(Variant("mobilenet_v2", 0.5, 96))
 
 
@@ -157,8 +164,8 @@ def test_another_clock_scales_compute_not_memory_and_says_so(v2_analysis):
 def test_v3_hard_swish_rows_match_the_paper():
     """Howard et al. 2019, Tables 1-2: hard-swish after the stem, in the expansion and
     depthwise of every HS bneck (Large 9, Small 8), after the last conv and in the head."""
-    from edgeexport.analysis import analyze
-    from edgeexport.records import Variant
+    from edgeexport.analysis.count import analyze
+    from edgeexport.contracts.variant import Variant
     for family, bnecks in (("mobilenet_v3_large", 9), ("mobilenet_v3_small", 8)):
         rows = analyze(Variant(family, 1.0, 96)).layers
         assert sum(r.op == "hardswish" for r in rows) == 1 + 2 * bnecks + 1 + 1, family
@@ -243,7 +250,7 @@ def test_a_csv_mixing_runtimes_without_a_runtime_column_is_refused(tmp_path):
     with pytest.raises(UserError) as e:
         read_measurements(_write_csv(tmp_path / "mixed.csv", both), "mine", 1800, 4)
     assert "mixing runtimes needs a runtime column" in str(e.value)
-    proc = run_cli("calibrate", "--target", "rpi4", "--data", tmp_path / "mixed.csv",
+    proc = run_cli("fit-latency", "--target", "rpi4", "--data", tmp_path / "mixed.csv",
                    "--runtime", "mine", "--clock-mhz", 1800, "--threads", 4, check=False)
     assert_one_line_error(proc, "row 40", "runtime column")
 
@@ -279,35 +286,35 @@ def test_old_single_runtime_target_layout_is_refused(tmp_path):
     text = (ROOT / "targets" / "rpi4.toml").read_text()
     old.write_text(text[:text.index("[latency_model.")] + '[latency_model]\nruntime = "x"\n')
     proc = run_cli("estimate", "mobilenet_v2", "--target", old, check=False)
-    assert_one_line_error(proc, "latency_model", "calibrate")
+    assert_one_line_error(proc, "latency_model", "fit-latency")
 
 
-# --- issue 10 loose ends of `calibrate` ------------------------------------------------------
+# --- loose ends of `fit-latency` ----------------------------------------------------------
 
-def test_calibrate_refuses_an_infinite_latency(tmp_path):
+def test_fit_latency_refuses_an_infinite_latency(tmp_path):
     rows = SMALL_ROWS[:3] + [("v1", 0.5, 160, "false", "inf")]
-    proc = run_cli("calibrate", "--target", "rpi4", "--data", _write_csv(tmp_path / "m.csv", rows),
+    proc = run_cli("fit-latency", "--target", "rpi4", "--data", _write_csv(tmp_path / "m.csv", rows),
                    "--runtime", "tflite-ruy-2_4_1", "--clock-mhz", 1500, "--threads", 4,
                    check=False)
     assert_one_line_error(proc, "row 5", "mean_latency_ms")
 
 
-def test_calibrate_reads_a_csv_with_a_utf8_bom(tmp_path):
+def test_fit_latency_reads_a_csv_with_a_utf8_bom(tmp_path):
     """Spreadsheet programs save CSV with a byte-order mark before the first column name."""
     data = _write_csv(tmp_path / "bom.csv", SMALL_ROWS, bom=True)
-    fit = run_json("calibrate", "--target", "rpi4", "--data", data, "--runtime", "mine",
+    fit = run_json("fit-latency", "--target", "rpi4", "--data", data, "--runtime", "mine",
                    "--clock-mhz", 1500, "--threads", 4)
     rows = fit["models"][0]["fits"][0]["rows"]
     assert [r["measured_ms"] for r in rows] == [r[4] for r in SMALL_ROWS]
 
 
-def test_calibrate_out_keeps_every_other_table_of_the_target(tmp_path):
+def test_fit_latency_out_keeps_every_other_table_of_the_target(tmp_path):
     base = (ROOT / "targets" / "rpi4.toml").read_text()
     board = tmp_path / "board.toml"
     board.write_text(base + "\n# my sweep\n[grid.mobilenet_v1]\nalphas = [0.25]\n"
                      "resolutions = [128]\n")
     out = tmp_path / "refit.toml"
-    text = run_cli("calibrate", "--target", board, "--data",
+    text = run_cli("fit-latency", "--target", board, "--data",
                    _write_csv(tmp_path / "m.csv", SMALL_ROWS), "--runtime", "mine",
                    "--clock-mhz", 1500, "--threads", 4, "--out", out).stdout
     assert text.count("mobilenet_v1_0.") == 4 and "LOO error" in text and "by family" in text
@@ -321,8 +328,8 @@ def test_calibrate_out_keeps_every_other_table_of_the_target(tmp_path):
     assert after["latency_model"]["mine"]["clock_mhz"] == 1500
 
 
-def test_calibrate_refuses_a_clock_of_zero(tmp_path):
-    proc = run_cli("calibrate", "--target", "rpi4", "--data",
+def test_fit_latency_refuses_a_clock_of_zero(tmp_path):
+    proc = run_cli("fit-latency", "--target", "rpi4", "--data",
                    _write_csv(tmp_path / "m.csv", SMALL_ROWS), "--runtime", "mine",
                    "--clock-mhz", 0, "--threads", 4, check=False)
     assert_one_line_error(proc, "row 2", "clock_mhz must be a finite number > 0")
@@ -346,3 +353,13 @@ def test_a_runtime_the_csv_does_not_hold_lists_what_it_holds():
     with pytest.raises(UserError, match=r"no measurement rows for runtime 'onnxruntime' "
                                         r"\(it has: armnn, tflite\)"):
         read_measurements(V2_CSV, "onnxruntime", None, 4)
+
+
+def test_the_old_calibrate_name_still_runs_with_a_notice(tmp_path):
+    """`calibrate` was renamed `fit-latency` ("calibration" is the int8 images): the old name
+    stays for a release, hidden, and says so on stderr."""
+    proc = run_cli("calibrate", "--target", "rpi4", "--data", _write_csv(tmp_path / "m.csv", SMALL_ROWS),
+                   "--runtime", "tflite-ruy-2_4_1", "--clock-mhz", 1500, "--threads", 4, "--json")
+    assert "`calibrate` is now `fit-latency`" in proc.stderr
+    assert json.loads(proc.stdout)["target"] == "rpi4"
+    assert "calibrate" not in run_cli("--help").stdout

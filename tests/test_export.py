@@ -13,13 +13,22 @@ import onnx
 import pytest
 import torch
 
-from edgeexport.analysis import analyze
-from edgeexport.fileio import sha256
-from edgeexport.models import create_model, family as get_family
-from edgeexport.records import Variant
+from edgeexport.analysis.count import analyze
+from edgeexport.contracts.variant import Variant
+from edgeexport.core.fileio import sha256
+from edgeexport.models import create_model
+from edgeexport.models import family as get_family
 from tests.conftest import TFLITE_IO, assert_one_line_error, run_cli
-from tests.trained import (ALPHA, FAMILIES, RES, cosine, inputs_for, is_mixed,
-                           litert_outputs, ort_outputs)
+from tests.trained import (
+    ALPHA,
+    FAMILIES,
+    RES,
+    cosine,
+    inputs_for,
+    is_mixed,
+    litert_outputs,
+    ort_outputs,
+)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -26,7 +26,6 @@ import pytest
 
 from tests.conftest import EDGEEXPORT, assert_one_line_error, run_cli
 
-
 A, B = "mobilenet_v1_0.25_64", "mobilenet_v3_small_0.25_64"
 FAMILY = {A: "mobilenet_v1", B: "mobilenet_v3_small"}
 TIMEOUT = "5"  # --farm-timeout: how long a build waits for a missing kind of worker
@@ -223,7 +222,7 @@ def test_files_from_a_worker_are_checked_before_anything_is_written(tmp_path):
     '..' and absolute paths, and nothing is written unless every file passes."""
     import hashlib
 
-    from edgeexport.filepack import FilePack, TransferError
+    from edgeexport.build.filepack import FilePack, TransferError
     good = b"model bytes"
     digest = hashlib.sha256(good).hexdigest()
     FilePack({"a/model.onnx": (digest, good)}).write(tmp_path / "ok")

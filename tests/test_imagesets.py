@@ -2,7 +2,7 @@
 import numpy as np
 from PIL import Image
 
-from edgeexport.imagesets import Preprocessing, load_images
+from edgeexport.inputs.imagesets import Preprocessing, load_images
 
 PREP = Preprocessing.for_variant(64, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 

@@ -10,9 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import run_cli
-from tests.trained import (ALPHA, OUTLIER_LAYER, RES, cosine, inputs_for,
-                           litert_outputs, ort_outputs)
-
+from tests.trained import ALPHA, OUTLIER_LAYER, RES, cosine, inputs_for, litert_outputs, ort_outputs
 
 
 def test_collapsing_v3_ships_a_flagged_mixed_precision_file(collapsing_v3, dataset):
@@ -137,8 +135,8 @@ def _pytorch_local_sqnr(model, images, measured, quantization):
     channel weighed by the folded weights of the Conv/Linear that reads the output (the
     map's definition; a layer no Conv/Linear reads: plain SQNR). A conv's output is read
     after its BatchNorm (folded into the conv in ONNX)."""
-    from edgeexport.analysis import analyze
-    from edgeexport.records import Variant
+    from edgeexport.analysis.count import analyze
+    from edgeexport.contracts.variant import Variant
     modules = dict(model.named_modules())
     source, last = {}, None
     for row in analyze(Variant("mobilenet_v3_large", ALPHA, RES, 4), model).layers:
@@ -222,7 +220,7 @@ def test_error_map_ranks_layers_like_pytorch(exported, dataset):
 def _fake_run(holds, cosines=None):
     """A model whose cosine reaches 0.99 once ``holds(plan)``; before that ``cosines`` gives
     each attempt's cosine in turn (default 0.5), so a ladder can be made to go down."""
-    from edgeexport.validate import Comparison
+    from edgeexport.core.validate import Comparison
     calls = []
     values = iter(cosines or [])
 
@@ -241,9 +239,9 @@ TOPOLOGICAL = list(ORDER)  # from input to output: layer29 is the last layer
 
 
 def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAverage")):
-    from edgeexport.precision_plan import PrecisionPlan
-    from edgeexport.quant_error import ErrorMap, LayerError
-    from edgeexport.repair import quantize_validated
+    from edgeexport.contracts.int8 import ErrorMap, LayerError
+    from edgeexport.int8.precision_plan import PrecisionPlan
+    from edgeexport.int8.repair import quantize_validated
     emap = ErrorMap.of([LayerError(name, "conv", 10.0 + i) for i, name in enumerate(ORDER)], 4)
     return quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98, mode, methods,
                               lambda: (ORDER, emap), lambda path: 1.0, TOPOLOGICAL)
@@ -287,7 +285,7 @@ def test_the_ladder_stops_at_the_first_rung_that_holds():
 
 @pytest.mark.parametrize("mode", ["strict", "off"])
 def test_strict_and_no_repair_refuse_naming_the_worst_layers(mode):
-    from edgeexport.errors import ValidationError
+    from edgeexport.core.errors import ValidationError
     quantize, evaluate, calls = _fake_run(lambda plan: bool(plan.keep))
     with pytest.raises(ValidationError) as refused:
         _validated(quantize, evaluate, mode)

@@ -71,9 +71,9 @@ def test_hard_swish_rewrite_delegates_and_keeps_outputs(exported, dataset):
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
 
-    from edgeexport.runtimes import run_litert
-    from edgeexport.tflite_hardswish import delegable_hard_swish
-    from edgeexport.xnnpack_delegation import xnnpack_delegation
+    from edgeexport.core.runtimes import run_litert
+    from edgeexport.tflite.hardswish import delegable_hard_swish
+    from edgeexport.tflite.xnnpack import xnnpack_delegation
     model, out, _ = exported("mobilenet_v3_small")
     evalset = inputs_for("mobilenet_v3_small", dataset["eval"])
     census = module_census(model, torch.from_numpy(evalset.inputs[:1]))

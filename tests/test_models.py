@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from edgeexport.analysis import analyze
+from edgeexport.analysis.count import analyze
+from edgeexport.contracts.variant import Variant
 from edgeexport.models import create_model
-from edgeexport.records import Variant
 from tests import published
 
 

@@ -1,7 +1,7 @@
 """`edgeexport pull` against a real HTTP server on 127.0.0.1 serving real builds.
 
 Expected choices are computed here from the served index.json (its headline figures) and the
-shipped MLPerf reference table read with the csv module, never by edgeexport.pull's own code.
+shipped MLPerf reference table read with the csv module, never by edgeexport.distribute.pull's own code.
 """
 import csv
 import hashlib
@@ -321,10 +321,10 @@ def test_the_readme_python_snippet_runs_on_a_pulled_file(built, server, tmp_path
     import sys
 
     import numpy as np
-    from PIL import Image
     from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
 
-    from edgeexport.imagesets import Preprocessing
+    from edgeexport.inputs.imagesets import Preprocessing
 
     dist, _ = built
     vid = "mobilenet_v1_0.25_96"

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeexport.imagesets import Preprocessing, load_images
-from edgeexport.models import create_model, family as get_family
+from edgeexport.inputs.imagesets import Preprocessing, load_images
+from edgeexport.models import create_model
+from edgeexport.models import family as get_family
 from tests.synthetic_data import CLASSES, train
 
 FAMILIES = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]

@@ -2,8 +2,8 @@
 Heavy imports (torch, onnx) happen inside the commands that need them, so ``profile`` works on
 a device with only ``edgeexport[device]`` installed."""
 from edgeexport.cli import process_defaults  # noqa: F401 (first: before numpy or torch loads)
-from edgeexport.cli import (device, export, latency, pull,  # noqa: F401 (register)
-                            quant, runtime, sweep, zoo)
+from edgeexport.cli import (build, check_runtime, device, estimate,  # noqa: F401 (register)
+                            export, models, profile, pull, quant_report)
 from edgeexport.cli.group import main
 
 __all__ = ["main"]

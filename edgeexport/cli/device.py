@@ -8,7 +8,7 @@ import click
 
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option
-from edgeexport.console import print_json, print_table
+from edgeexport.core.console import print_json, print_table
 
 
 @main.group()
@@ -25,8 +25,8 @@ def device():
 @json_option
 def check(host, ssh_config, command, as_json):
     """Connect, check the board's edgeexport is ours, print the board's facts."""
-    from edgeexport.device import board_facts
-    from edgeexport.device_address import parse_device
+    from edgeexport.core.device_address import parse_device
+    from edgeexport.measure.board import board_facts
     board = parse_device(host, ssh_config, command)
     facts = board_facts(board)
     if as_json:
@@ -42,7 +42,7 @@ def check(host, ssh_config, command, as_json):
 @json_option
 def facts(as_json):
     """(On the board) this machine's facts that latency measurements depend on."""
-    from edgeexport.board_facts import gather
+    from edgeexport.core.board_facts import gather
     here = gather()
     if as_json:
         print_json(here.to_json())
@@ -57,7 +57,7 @@ def facts(as_json):
 @json_option
 def cache(entries, as_json):
     """(On the board) check or admit <sha256>/<name> entries of the model cache."""
-    from edgeexport.model_cache import cache_root, settle
+    from edgeexport.measure.model_cache import cache_root, settle
     status = settle(list(entries))
     if as_json:
         print_json({"root": str(cache_root()), "entries": status})

@@ -8,9 +8,9 @@ import click
 
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option, target_option, variant_options
-from edgeexport.console import print_json, print_table
-from edgeexport.precision_plan import RANGE_METHODS
-from edgeexport.validate import INT8_MIN_COSINE
+from edgeexport.core.console import print_json, print_table
+from edgeexport.core.validate import INT8_MIN_COSINE
+from edgeexport.int8.precision_plan import RANGE_METHODS
 
 
 @main.command()
@@ -50,8 +50,8 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
            calib_method, calib_size, target, formats, tflite_io, min_cosine, int8_mode,
            no_repair, out, as_json):
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
-    from edgeexport.export import ExportOptions, run_export
-    from edgeexport.records import Variant
+    from edgeexport.contracts.variant import Variant
+    from edgeexport.export.pipeline import ExportOptions, run_export
     opts = ExportOptions(
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgeexport.errors import UserError, ValidationError
+from edgeexport.core.errors import UserError, ValidationError
 
 
 class OneLineErrors(click.Group):
@@ -42,3 +42,14 @@ class OneLineErrors(click.Group):
 @click.version_option(package_name="edgeexport")
 def main():
     """MobileNets from PyTorch to ONNX and int8 TFLite, measured per layer on the edge."""
+
+
+def deprecated_alias(command: click.Command, old_name: str) -> None:
+    """Keep a renamed command's old name for a release: hidden from --help, it runs the new
+    command after a one-line notice on stderr."""
+    def callback(**kwargs):
+        click.echo(f"edgeexport: `{old_name}` is now `{command.name}`; the old name will be "
+                   "removed in 0.2", err=True)
+        return command.callback(**kwargs)
+    main.add_command(click.Command(old_name, params=command.params, callback=callback,
+                                   hidden=True, help=f"Deprecated: use `{command.name}`."))

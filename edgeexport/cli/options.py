@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeexport.records import MIN_RESOLUTION
+from edgeexport.contracts.variant import MIN_RESOLUTION
 
 
 def _alpha(ctx, param, value):
@@ -89,7 +89,7 @@ def device_options(f):
 
 def resolve_device(spec: str | None, ssh_config: Path | None, target):
     """--device, else the target file's [device] table, else None (measure here)."""
-    from edgeexport.device_address import parse_device
+    from edgeexport.core.device_address import parse_device
     if spec is not None:
         edgeexport = target.device.edgeexport if target is not None and target.device else \
             "edgeexport"

@@ -7,7 +7,7 @@ import click
 
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option
-from edgeexport.console import print_json
+from edgeexport.core.console import print_json
 
 
 def _names(ctx, param, value):
@@ -39,7 +39,7 @@ def _names(ctx, param, value):
 def pull(variant_id, location, target, max_latency_ms, families, fmt, out, timeout, retries,
          as_json):
     """Fetch VARIANT_ID's files (or the best one within --max-latency-ms) into --out."""
-    from edgeexport.pull import pull as run_pull
+    from edgeexport.distribute.pull import pull as run_pull
     result = run_pull(location, out, fmt, variant_id=variant_id, max_latency_ms=max_latency_ms,
                       target=target, families=families, timeout=timeout, retries=retries)
     if as_json:

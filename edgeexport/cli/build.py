@@ -1,0 +1,153 @@
+"""`edgeexport build`: the α/ρ sweep for a target, with progress on a terminal."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edgeexport.cli.group import main
+from edgeexport.cli.options import (
+    _families,
+    _number_list,
+    _target,
+    device_options,
+    json_option,
+    resolve_device,
+)
+from edgeexport.contracts.variant import MIN_RESOLUTION
+from edgeexport.core.console import print_json
+from edgeexport.core.errors import UserError
+
+
+@main.command()
+@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target)
+@click.option("--models", callback=_families, help="comma-separated families (default: all)")
+@click.option("--alpha", callback=_number_list(float, 0, "numbers"),
+              help="comma-separated α (default: each family's)")
+@click.option("--resolution", callback=_number_list(int, MIN_RESOLUTION, "integers"),
+              help="comma-separated resolutions")
+@click.option("--weights", type=click.Path(path_type=Path, file_okay=False),
+              help="directory of <family>_<alpha>.safetensors|.pt (others: random init)")
+@click.option("--num-classes", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="classes of every network (match the --weights)")
+@click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
+              help="calibration images (default: synthetic, flagged in every card)")
+@click.option("--formats", default="onnx,tflite", show_default=True)
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default="dist",
+              show_default=True)
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="variants exported in parallel here (measurements always run one at a time; "
+                   "with --farm, the workers decide)")
+@click.option("--farm", metavar="tcp://HOST:PORT",
+              help="run exports and measurements on this Dask scheduler's workers "
+                   "(measurements on workers advertising the target as a resource)")
+@click.option("--farm-timeout", type=click.FloatRange(min=0, min_open=True),
+              default=60.0, show_default=True,
+              help="seconds to wait for the scheduler, or for a worker able to run a stage")
+@click.option("--dry-run", is_flag=True,
+              help="say which variants would be (re)built and why; build nothing")
+@device_options
+@json_option
+def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
+          farm, farm_timeout, dry_run, device_spec, ssh_config, as_json):
+    """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
+    from edgeexport.build.sweep import BuildPlan, default_grid, plan_build, run_build
+    if weights is not None and not weights.is_dir():
+        raise UserError(f"--weights {weights}: not a directory")
+    if calib is not None:
+        from edgeexport.inputs.imagesets import list_images
+        list_images(calib)
+    variants = default_grid(target, models, alpha, resolution, num_classes)
+    plan = BuildPlan(target=target, variants=variants,
+                     out=out, weights_dir=weights, calib=calib, jobs=jobs,
+                     formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                     device=resolve_device(device_spec, ssh_config, target))
+    if farm and plan.device is not None:
+        raise UserError(f"--farm and a device ({plan.device.name}): measure on one or the other")
+    root = out / target.name
+    if dry_run:
+        _, reasons = plan_build(plan)
+        todo = {vid: why for vid, why in reasons.items() if why is not None}
+        if as_json:
+            print_json({"target": target.name, "out": str(root), "variants": len(reasons),
+                        "would_build": todo,
+                        "cached": [vid for vid, why in reasons.items() if why is None]})
+        else:
+            for vid, why in todo.items():
+                click.echo(f"{vid}: {why}")
+            click.echo(f"{len(todo)} to build, {len(reasons) - len(todo)} unchanged → {root}")
+        return
+    with BuildProgress(plan, enabled=not as_json) as on_event:
+        outcome = run_build(plan, on_event, _farm_runner(farm, farm_timeout))
+    summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),
+               "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
+               "reasons": outcome.reasons,
+               "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
+               "device_error": outcome.device_error,
+               "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
+                   f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
+        for vid, why in outcome.failed.items():
+            if outcome.device_error is None or outcome.device_error not in why:
+                click.echo(f"FAILED {vid}: {why}", err=True)
+    if outcome.device_error is not None:
+        click.echo(f"edgeexport: error: {outcome.device_error}; {len(outcome.built)} variant(s) "
+                   f"measured and kept, {len(outcome.failed)} not: rerun to resume", err=True)
+    if outcome.failed:
+        sys.exit(1)
+
+
+def _farm_runner(address, timeout):
+    if address is None:
+        return None
+    from edgeexport.build.farm import FarmRunner
+    return FarmRunner(address, timeout)
+
+
+class BuildProgress:
+    """Per-variant stage lines with a progress bar and ETA on a terminal; plain lines else."""
+
+    def __init__(self, plan, enabled: bool) -> None:
+        self.plan, self.enabled = plan, enabled
+        self.total = len(plan.variants)
+        self.progress = None
+
+    def __enter__(self):
+        if self.enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                     TextColumn("{task.completed}/{task.total}"),
+                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=Console(stderr=True))
+            self.progress.start()
+            self.task = self.progress.add_task("build", total=self.total)
+        return self.on_event
+
+    def on_event(self, variant_id: str, stage: str, detail: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{variant_id}: {stage}" + (f" ({detail})" if detail else "")
+        if self.progress is not None:
+            if stage in ("cached", "done", "failed"):
+                self.progress.advance(self.task)
+            self.progress.update(self.task, description=line)
+            if stage == "failed":
+                self.progress.console.print(f"[red]{line}[/red]")
+        else:
+            click.echo(line, err=True)
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+        return False

@@ -1,0 +1,88 @@
+"""`edgeexport profile`: latency measured here or on a board, per layer, and the table it
+prints (shared with `estimate`)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from edgeexport.cli.group import main
+from edgeexport.cli.options import _target, device_options, json_option, resolve_device
+from edgeexport.contracts.artifacts import Estimated, Measured
+from edgeexport.core.console import print_json, print_table
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["onnxruntime", "litert"]), default=None,
+              help="default: from the file type; onnxruntime for an export directory")
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
+              show_default=True, help="which model of an export directory")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--target", "-t", default="local", show_default=True, callback=_target,
+              help="board whose power turns latency into energy")
+@click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
+              help="analysis.json for a bare model file (per-layer rows by layer name)")
+@device_options
+@click.option("--here", is_flag=True,
+              help="measure on this machine even if the target file names a [device]")
+@json_option
+def profile(path, runtime, precision, threads, runs, warmup, target, analysis, device_spec,
+            ssh_config, here, as_json):
+    """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
+    energy."""
+    device = None if here else resolve_device(device_spec, ssh_config, target)
+    if device is not None:
+        from edgeexport.measure.board import profile_on_device
+        report = profile_on_device(path, device, target, runtime, precision, threads, runs,
+                                   warmup, analysis)
+    else:
+        from edgeexport.measure.profile import profile as run_profile
+        report = run_profile(path, target, runtime, precision, threads, runs, warmup, analysis)
+    for warning in report.board_warnings:
+        click.echo(f"edgeexport: warning: {report.where.get('device', 'this machine')}: "
+                   f"{warning}", err=True)
+    if as_json:
+        print_json(dataclasses.asdict(report))
+        return
+    print_latency_report(report)
+
+
+def print_latency_report(report: Measured | Estimated) -> None:
+    e2e, energy = report.end_to_end, report.energy
+    if isinstance(report, Measured):
+        place = f"board {report.where['device']}, " if report.where.get("device") else ""
+        title = (f"MEASURED on {place}{report.where['cpu']}: {e2e.runtime} "
+                 f"{e2e.runtime_version}, {e2e.threads} thread(s), {e2e.runs} runs after "
+                 f"{e2e.warmup} warm-up")
+        headline = (f"end to end: p50 {e2e.p50_ms:.3f} ms, p90 {e2e.p90_ms:.3f} ms, "
+                    f"mean {e2e.mean_ms:.3f} ± {e2e.std_ms:.3f} ms")
+    else:
+        model = report.model
+        title = (f"ESTIMATED for {report.target}, runtime {report.runtime} "
+                 f"({model['runtime']}) at {model['clock_mhz']:g} MHz, {model['threads']} "
+                 f"thread(s), by {model['name']}")
+        headline = (f"end to end: {e2e.latency_ms:.3f} ms (estimate; known error: "
+                    f"{model['known_error_family']})")
+    rows = [[r.name, r.op, r.latency_ms, r.macs, r.params, r.energy_uj] for r in report.layers
+            if r.latency_ms > 0 or (r.macs or 0) > 0]
+    footer = [headline]
+    if isinstance(report, Measured) and report.layer_sum_ms is not None:
+        footer.append(f"per-layer sum {report.layer_sum_ms:.3f} ms (profiled runs took "
+                      f"{report.profiled_run_ms:.3f} ms on average, "
+                      f"{report.profiler_overhead:+.0%} against unprofiled runs)")
+    if energy.board_mj is not None:
+        footer.append(f"board energy {energy.board_mj:.2f} mJ/inference ({energy.board_source})")
+    if energy.compute_uj is not None:
+        footer.append(f"compute/memory proxy {energy.compute_uj:.1f} µJ/inference "
+                      f"({energy.compute_source})")
+    if isinstance(report, Measured):
+        footer.append(report.layer_note)
+    elif report.model["clock_rule"]:
+        footer.append(report.model["clock_rule"])
+    print_table(title, ["layer", "op", "latency ms", "MACs", "params", "energy µJ (proxy)"],
+                rows, footer)
+

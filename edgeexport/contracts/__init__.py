@@ -1,0 +1,1 @@
+"""Every record a stage writes (card, profile, estimates, build, index, analysis, error map, repair summary, app card, placement), defined once with its file name and schema version. Imports only core and models; every stage reads and writes through these types."""

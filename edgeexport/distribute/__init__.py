@@ -1,0 +1,1 @@
+"""Getting built files to their users: `edgeexport pull` with sha256 verification."""

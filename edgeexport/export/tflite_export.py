@@ -1,0 +1,183 @@
+"""Stage: PyTorch module → fp32 .tflite (litert-torch, NHWC input) → int8 .tflite
+(ai-edge-quantizer static recipe: int8 weights per channel, int8 activations, int8 I/O).
+
+No TensorFlow. The int8 file is checked by reading its flatbuffer: integer I/O, no float
+tensor in any operator, per-channel conv weights, no TRANSPOSE at the input.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edgeexport.contracts.artifacts import (
+    TFLITE_APP_VS_PYTORCH,
+    TFLITE_FP32_VS_PYTORCH,
+    TFLITE_INT8_VS_PYTORCH,
+)
+from edgeexport.core.errors import ValidationError
+from edgeexport.core.fileio import write_bytes
+from edgeexport.core.runtimes import litert_interpreter, run_litert
+from edgeexport.core.validate import compare, require_fp32_match
+from edgeexport.inputs.imagesets import ImageSet, Preprocessing
+from edgeexport.int8.precision_plan import PrecisionPlan
+from edgeexport.tflite.hardswish import delegable_hard_swish
+from edgeexport.tflite.inspect import read_tflite
+from edgeexport.tflite.xnnpack import xnnpack_delegation
+
+
+@contextlib.contextmanager
+def quiet():
+    """The converters print progress to stdout/stderr; keep it out of our output."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def convert_fp32(model: torch.nn.Module, resolution: int, path: Path) -> Path:
+    with quiet():
+        import litert_torch
+    wrapped = litert_torch.to_channel_last_io(model.eval(), args=[0]).eval()
+    with quiet(), torch.no_grad():
+        edge = litert_torch.convert(wrapped, (torch.zeros(1, resolution, resolution, 3),))
+        write_bytes(path, bytes(edge.model_content()))
+    return path
+
+
+def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
+                  io_type: str, plan: PrecisionPlan | None = None) -> Path:
+    """Static int8 with ai-edge-quantizer. ``plan`` (precision_plan; None: the default one):
+    its ranges, with MinMax the true min/max over the calibration set (as onnxruntime's
+    MinMax), otherwise the library's default moving average of per-image ranges, which clips
+    rare outliers; its layers kept at int16 activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
+    rewritten into ops XNNPACK runs in int8 (edgeexport.tflite.hardswish), so the file stays one
+    partition."""
+    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+    interpreter = litert_interpreter(fp32_path)
+    signature, spec = next(iter(interpreter.get_signature_list().items()))
+    input_name = spec["inputs"][0]
+    samples = [{input_name: x.transpose(1, 2, 0)[None].astype(np.float32)}
+               for x in calibration_nchw]
+    plan = plan or PrecisionPlan()
+    update = (qsv_utils.min_max_update if plan.ranges == "MinMax"
+              else qsv_utils.moving_average_update)
+    with quiet():
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(recipe.static_wi8_ai8())
+        cal = calibrator.Calibrator(str(fp32_path), num_threads=1, qsv_update_func=update,
+                                    mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
+        cal.calibrate({signature: samples}, manager)
+        qsvs, config = per_op_layout(cal.get_model_qsvs(), interpreter), recipe.static_wi8_ai8()
+        qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
+        q = quantizer.Quantizer(str(fp32_path), config)
+        result = q.quantize(qsvs, enable_progress_report=False)
+    data, _ = delegable_hard_swish(bytes(result.quantized_model))
+    if io_type == "uint8":
+        from edgeexport.tflite.uint8 import uint8_interface
+        data = uint8_interface(data)
+    write_bytes(path, data)
+    return path
+
+
+def per_op_layout(qsvs: dict, interpreter) -> dict:
+    """Ranges from the profiler-based calibrator (min/max tracked in C++: ~17× faster than the
+    default calibrator, which keeps every tensor and reads it back in Python) in the layout the
+    default one gives: float32, one axis per tensor dimension. With MinMax ranges the quantizer
+    then writes the same bytes as after the default calibrator (checked on all four families);
+    moving averages differ in the last bits (accumulated in float64 here, float32 there)."""
+    ranks = {d["name"]: len(d["shape"]) for d in interpreter.get_tensor_details()}
+    return {name: {key: np.asarray(value, np.float32).reshape((1,) * ranks[name])
+                   for key, value in qsv.items()} for name, qsv in qsvs.items()}
+
+
+def interface(path: Path, prep: Preprocessing) -> dict:
+    """How an app feeds the model and reads its output: everything but the pixels."""
+    interpreter = litert_interpreter(path)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    spec = {"input": {"shape": [int(d) for d in inp["shape"]], "layout": "NHWC",
+                      "dtype": np.dtype(inp["dtype"]).name},
+            "output": {"shape": [int(d) for d in out["shape"]],
+                       "dtype": np.dtype(out["dtype"]).name}}
+    if inp["dtype"] != np.float32:
+        scale, zero = inp["quantization"]
+        mean, std = np.asarray(prep.mean), np.asarray(prep.std)
+        spec["input"].update({
+            "scale": float(scale), "zero_point": int(zero),
+            "from_rgb_uint8": "q = clip(round(((rgb / 255 - mean) / std) / scale) + "
+                              "zero_point) per channel, after resize/centre-crop",
+            "per_channel_affine": {"multiply": (1 / (255 * std * scale)).tolist(),
+                                   "add": (zero - mean / (std * scale)).tolist(),
+                                   "note": "q = clip(round(rgb * multiply + add))"}})
+    else:
+        spec["input"]["from_rgb_uint8"] = "x = (rgb / 255 - mean) / std per channel"
+    if out["dtype"] != np.float32:
+        scale, zero = out["quantization"]
+        spec["output"].update({"scale": float(scale), "zero_point": int(zero),
+                               "dequantize": "logits = (q - zero_point) * scale"})
+    return spec
+
+
+def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
+                  held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
+                  check_int8: Callable, describe: dict,
+                  validated_int8: Callable | None = None) -> dict:
+    """``describe``: name/description/version/author/license/labels for the app file's
+    TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison, plan): quantize
+    with a precision plan and repair (edgeexport.int8.stage); default: the plain static int8 recipe."""
+    if validated_int8 is None:
+        def validated_int8(quantize, evaluate):
+            path = quantize(PrecisionPlan())
+            return path, evaluate(path), PrecisionPlan()
+    fp32 = convert_fp32(model, prep.resolution, staging / "model.fp32.tflite")
+    validation = {TFLITE_FP32_VS_PYTORCH: require_fp32_match(compare(
+        "pytorch fp32", reference, "model.fp32.tflite", run_litert(fp32, held_out.inputs),
+        held_out.labels))}
+    int8, int8_comparison, plan = validated_int8(
+        lambda plan: quantize_int8(fp32, calib.inputs, staging / "model.int8.tflite", io_type,
+                                   plan),
+        lambda path: compare("pytorch fp32", reference, "model.int8.tflite",
+                             run_litert(path, held_out.inputs), held_out.labels))
+    summary = read_tflite(int8)
+    problems = summary.full_integer_problems(io_type, mixed=bool(plan.keep))
+    if problems:
+        raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
+    validation[TFLITE_INT8_VS_PYTORCH] = check_int8(int8_comparison)
+    # ---- app-ready file (issue 12): uint8 pixels in, normalisation inside, metadata ----
+    from edgeexport.app.app_file import APP_TFLITE, make_app_file
+    from edgeexport.tflite.runtime_version import runtime_requirement
+    app, validation[TFLITE_APP_VS_PYTORCH], app_record = make_app_file(
+        fp32, prep, calib, held_out, reference, staging, check_int8, describe, int8, plan,
+        quantize_int8)
+    requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
+    # ---- end app-ready file ----
+    return {
+        "files": {"model.fp32.tflite": fp32, "model.int8.tflite": int8, APP_TFLITE: app},
+        "validation": validation,
+        "app": app_record,
+        "runtime_requirements": requirements,
+        "fp32": interface(fp32, prep),
+        "int8": {**interface(int8, prep), "operators": summary.op_histogram,
+                 "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights, "
+                                 "int8 asymmetric activations; each int8 HARD_SWISH "
+                                 "rewritten as x · clamp(x/6 + 1/2, 0, 1) (1×1 depthwise "
+                                 "conv + MUL) so XNNPACK runs it",
+                "calibration_ranges": "min/max over the set" if plan.ranges == "MinMax"
+                else "moving average of per-image min/max"},
+        "xnnpack": xnnpack_delegation(int8),
+        "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
+        "metadata": "TFLite Metadata embedded in model.app.tflite only (see app_tflite); "
+                    "model.fp32/int8.tflite carry none: their normalisation is in card.json",
+    }

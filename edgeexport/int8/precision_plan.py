@@ -1,0 +1,132 @@
+"""How a model is quantized, handed to both quantizers as one parameter.
+
+- ``ranges``: how activation ranges are set from the calibration images: ``MinMax`` (the
+  true min/max) or ``Percentile`` (onnxruntime's percentile calibrator; in ai-edge-quantizer
+  a moving average of per-image min/max): both clip fewer or more of a heavy tail.
+
+- ``keep``: module paths whose output tensors are quantized with 16-bit activations instead of
+  8 (onnxruntime: a ``TensorQuantOverrides`` quant_type on the tensor; ai-edge-quantizer: an
+  int16-activation config for the ops of that module). 16 bits give a heavy-tailed tensor
+  256× finer steps over the same range.
+- ``unit_range``: module paths whose outputs are hard-sigmoids, their range forced to [0, 1]
+  instead of the calibrated min/max (MobileNetV3's squeeze-excitation gates; the fix that
+  rescued V3 int8 in onnxruntime-qnn and NNCF). A default for every V3 export.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from edgeexport.int8.layer_names import module_prefixes, onnx_layer, tflite_layer
+
+UNIT_RANGE_OPS = ("Hardsigmoid",)
+# Range methods: onnxruntime's calibrators; MovingAverage is its MinMax calibrator averaging
+# the per-image minima and maxima (CalibMovingAverage), as ai-edge-quantizer's default does.
+RANGE_METHODS = ("MinMax", "MovingAverage", "Entropy", "Percentile")
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    keep: tuple[str, ...] = ()
+    unit_range: tuple[str, ...] = ()
+    ranges: str = "MinMax"
+    every_layer: bool = False  # the repair ladder's last rung: every activation at 16 bits
+
+    @classmethod
+    def defaults(cls, model) -> "PrecisionPlan":
+        """Hard-sigmoid outputs at [0, 1] (V3); nothing kept."""
+        names = tuple(name for name, m in model.named_modules()
+                      if type(m).__name__ in UNIT_RANGE_OPS)
+        return cls(unit_range=names)
+
+    def with_keep(self, layers) -> "PrecisionPlan":
+        return replace(self, keep=tuple(layers))
+
+    def with_ranges(self, method: str) -> "PrecisionPlan":
+        return replace(self, ranges=method)
+
+    # ---- onnxruntime (quantize_static extra_options) ----
+
+    def onnx_tensor_overrides(self, graph, activation_16bit) -> dict:
+        """TensorQuantOverrides for the fp32 graph: 16-bit kept outputs, [0, 1] gates."""
+        import numpy as np
+        overrides = {}
+        for node in graph.node:
+            layer = onnx_layer(node.name)
+            wide = {"quant_type": activation_16bit}
+            if layer in self.unit_range:
+                overrides[node.output[0]] = [
+                    {"rmin": np.float32(0), "rmax": np.float32(1),
+                     **(wide if self.every_layer or layer in self.keep else {})}]
+            elif layer in self.keep or self.every_layer:
+                overrides[node.output[0]] = [wide]
+        return overrides
+
+    # ---- ai-edge-quantizer ----
+
+    def tflite_keep_regex(self, interpreter, layer_names) -> str | None:
+        """A regex matching the op scopes of the kept modules and of the ops reading their
+        outputs (ai-edge-quantizer's scope: the op's output tensor names, each followed by
+        ``;``). The readers are kept too: an int8 reader would requantize the 16-bit tensor
+        to 8 bits over the same range, and the fine steps would be lost before they are
+        used (onnxruntime's reader takes the 16-bit tensor as it is)."""
+        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+        known = module_prefixes(layer_names)
+        ops = interpreter._get_ops_details()
+        written = {names[o] for op in ops for o in op["outputs"]
+                   if tflite_layer(names[o], known) in self.keep}
+        readers = {names[o] for op in ops if any(names.get(i) in written for i in op["inputs"])
+                   for o in op["outputs"]}
+        kept = sorted(written | readers)
+        if not kept:
+            return None
+        return "^(" + "|".join(re.escape(t) for t in kept) + ");$"
+
+    def tflite_unit_range(self, qsvs: dict, module_outputs: dict[str, str]) -> dict:
+        """Calibrated min/max with each hard-sigmoid module's output tensor set to [0, 1]
+        (only the output: inside the module, litert-torch's relu6(x + 3) runs on [0, 6])."""
+        import numpy as np
+        out = dict(qsvs)
+        for layer in self.unit_range:
+            tensor = module_outputs.get(layer)
+            if tensor in qsvs and "min" in qsvs[tensor]:
+                qsv = qsvs[tensor]
+                out[tensor] = {**qsv, "min": np.zeros_like(qsv["min"]),
+                               "max": np.ones_like(qsv["max"])}
+        return out
+
+    def litert_recipe(self, interpreter, qsvs: dict, config) -> tuple[dict, list]:
+        """The calibrated ranges and the static int8 recipe, adjusted by this plan."""
+        from ai_edge_quantizer import qtyping, recipe_manager
+
+        from edgeexport.int8.layer_names import tflite_module_outputs
+        layers = list(self.keep) + list(self.unit_range)
+        qsvs = self.tflite_unit_range(qsvs, tflite_module_outputs(interpreter, layers))
+        regex = ".*" if self.every_layer else self.tflite_keep_regex(interpreter, layers)
+        if regex is None:
+            return qsvs, config
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(config)
+        every = qtyping.TFLOperationName.ALL_SUPPORTED
+        # ".*" replaces the int8 recipe's own ".*" entry: an op with no int16 kernel
+        # (HARD_SWISH) then stays float instead of falling back to int8 over the true
+        # min/max (measured on a collapsing V3-Large: 0.997 against 0.820).
+        manager.add_static_config(regex=regex, operation_name=every,
+                                  activation_num_bits=16, weight_num_bits=8)
+        # The ops at the model's input and output stay int8 (int8 I/O: apps and the
+        # uint8 interface need it), whatever the plan keeps.
+        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+        inputs = {d["index"] for d in interpreter.get_input_details()}
+        boundary = {d["name"] for d in interpreter.get_output_details()
+                    + interpreter.get_input_details()}
+        boundary |= {names[o] for op in interpreter._get_ops_details()
+                     if inputs & set(op["inputs"]) for o in op["outputs"]}
+        manager.add_static_config(
+            regex="^(" + "|".join(re.escape(t) for t in sorted(boundary)) + ");$",
+            operation_name=every, activation_num_bits=8, weight_num_bits=8)
+        return qsvs, manager.get_quantization_recipe()
+
+    def to_json(self) -> dict:
+        return {"activation_ranges": self.ranges,
+                "kept_16bit_activations": list(self.keep),
+                "hard_sigmoid_range_0_1": list(self.unit_range)}

@@ -1,0 +1,1 @@
+"""Measurement: profiling files with onnxruntime/LiteRT here or on a board over SSH, and the board's content-addressed model cache."""
