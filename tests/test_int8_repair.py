@@ -238,12 +238,13 @@ ORDER = [f"layer{i}" for i in range(30)]
 TOPOLOGICAL = list(ORDER)  # from input to output: layer29 is the last layer
 
 
-def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAverage")):
+def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAverage"),
+               fmt="onnx"):
     from edgeexport.contracts.int8 import ErrorMap, LayerError
     from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.int8.repair import quantize_validated
     emap = ErrorMap.of([LayerError(name, "conv", 10.0 + i) for i, name in enumerate(ORDER)], 4)
-    return quantize_validated("onnx", PrecisionPlan(), quantize, evaluate, 0.98, mode, methods,
+    return quantize_validated(fmt, PrecisionPlan(), quantize, evaluate, 0.98, mode, methods,
                               lambda: (ORDER, emap), lambda path: 1.0, TOPOLOGICAL)
 
 
@@ -273,6 +274,22 @@ def test_the_ladder_climbs_keeps_the_best_so_far_and_ends_at_every_layer():
     assert [a.cosine_mean for a in record.attempts][:3] == [0.90, 0.93, 0.85]
     assert record.precision.startswith("mixed") and record.rung == len(ORDER)
     assert record.cosine_before == 0.93  # the best full int8
+
+
+def test_tflite_widens_its_interface_last_and_onnx_has_nothing_wider():
+    """Past every activation at 16 bits, TFLite can still take its I/O to 16 bits (requantized
+    to the 8-bit interface outside); ONNX's QDQ files have float I/O, so its ladder ends at
+    every layer and refuses beyond it."""
+    from edgeexport.core.errors import ValidationError
+    quantize, evaluate, calls = _fake_run(lambda plan: plan.wide_io)
+    plan, result, record = _validated(quantize, evaluate, fmt="tflite")
+    assert calls[-2].every_layer and not calls[-2].wide_io
+    assert calls[-1].every_layer and calls[-1].wide_io and record.wide_io
+    assert record.rung == len(ORDER) and result.cosine_mean == 0.99
+    quantize, evaluate, calls = _fake_run(lambda plan: plan.wide_io)
+    with pytest.raises(ValidationError, match="every layer"):
+        _validated(quantize, evaluate, fmt="onnx")
+    assert calls[-1].every_layer and not any(p.wide_io for p in calls)
 
 
 def test_the_ladder_stops_at_the_first_rung_that_holds():

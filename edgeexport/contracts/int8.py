@@ -83,6 +83,7 @@ class RepairRecord:
     attempts: list[Attempt]
     rung: int = 0  # the ladder's n that held (0: a range method held, nothing kept)
     every_layer: bool = False  # the last rung: every activation 16-bit, not only ``kept``
+    wide_io: bool = False  # TFLite: input and output int16 too (the int8 interface capped it)
     latency_before_ms: float | None = None
     latency_after_ms: float | None = None
     latency_note: str = ""

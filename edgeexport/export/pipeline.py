@@ -220,7 +220,9 @@ def run_export(opts: ExportOptions,
             if record.mixed:
                 warnings.append(
                     f"mixed precision: model.int8.{record.format} keeps {len(record.kept)} "
-                    f"layer(s) at 16-bit activations (full int8 reached cosine "
+                    f"layer(s) at 16-bit activations"
+                    + (" and its input/output at 16 bits inside an 8-bit interface"
+                       if record.wide_io else "") + " (full int8 reached cosine "
                     f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
                     f"{opts.min_cosine}); --int8 strict refuses instead")
         on_stage("card")

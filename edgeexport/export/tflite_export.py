@@ -85,9 +85,9 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
         q = quantizer.Quantizer(str(fp32_path), config)
         result = q.quantize(qsvs, enable_progress_report=False)
     data, _ = delegable_hard_swish(bytes(result.quantized_model))
-    if io_type == "uint8":
-        from edgeexport.tflite.uint8 import uint8_interface
-        data = uint8_interface(data)
+    if io_type == "uint8" or plan.wide_io:  # wide_io: int16 I/O requantized to 8 bits
+        from edgeexport.tflite.uint8 import eight_bit_interface
+        data = eight_bit_interface(data, io_type)
     write_bytes(path, data)
     return path
 

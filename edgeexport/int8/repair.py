@@ -37,6 +37,9 @@ from edgeexport.int8.precision_plan import PrecisionPlan
 RANGE_METHODS = {"onnx": ("MinMax", "MovingAverage", "Percentile"),
                  "tflite": ("MinMax", "MovingAverage")}
 MODES = ("repair", "strict", "off")  # --int8 repair|strict, --no-repair
+# After every activation at 16 bits, what a format can still widen: TFLite its int8 I/O
+# (PrecisionPlan.wide_io); onnxruntime's QDQ files have float I/O already.
+WIDER = {"onnx": (), "tflite": ({"wide_io": True},)}
 SENSITIVITY_BAND_DB = 3.0
 WORST_NAMED = 3  # layers a refusal names
 TIMING_RUNS, TIMING_WARMUP = 30, 5
@@ -142,17 +145,12 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
     base = plan.with_ranges("MinMax" if "MinMax" in methods else methods[0])
     layers, _ = order()
     tail = [layer for layer in reversed(topological) if layer in set(layers)]
-    for n in ladder(len(layers)):
-        if n < start and n != len(layers):
-            continue
-        kept = base.with_keep(rung(layers, tail, n))
-        if n == len(layers):  # every op, those of no analysed layer too (activations)
-            kept = replace(kept, every_layer=True)
+    for n, kept in _rungs(fmt, base, layers, tail, start):
         path, result = steps.attempt(kept)
         if steps.holds(result):
             record = _record(fmt, kept, steps, result)
             record.cosine_before, record.rung = first.cosine_mean, n
-            record.every_layer = kept.every_layer
+            record.every_layer, record.wide_io = kept.every_layer, kept.wide_io
             record.latency_before_ms, record.latency_after_ms = before_ms, timer(path)
             record.latency_note = (f"measured on the build host: p50 of {TIMING_RUNS} runs "
                                    f"after {TIMING_WARMUP} warm-up, 1 thread, full int8 "
@@ -161,6 +159,24 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
     raise ValidationError(f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} "
                           f"(tolerance {min_cosine}) even with every layer at 16-bit activations "
                           f"({steps.tried()})")
+
+
+def _rungs(fmt: str, base: PrecisionPlan, layers: list[str], tail: list[str], start: int):
+    """(n, plan) the ladder tries, each plan keeping more than the one before: rung n for n = 1,
+    2, 4, … (from ``start``), every activation (ops of no analysed layer too), then what the
+    format can widen beyond that (``WIDER``)."""
+    for n in ladder(len(layers)):
+        if n < start and n != len(layers):
+            continue
+        kept = base.with_keep(rung(layers, tail, n))
+        if n == len(layers):
+            kept = replace(kept, every_layer=True)
+            yield n, kept
+            for widen in WIDER[fmt]:
+                kept = replace(kept, **widen)
+                yield n, kept
+        else:
+            yield n, kept
 
 
 def _record(fmt: str, plan: PrecisionPlan, steps: Ladder, result: Comparison) -> RepairRecord:

@@ -73,7 +73,7 @@ class Int8Stage:
             return path, result, self.plan.with_ranges(methods[0])
         self.records.append(record)
         return path, result, replace(self.plan.with_ranges(record.ranges).with_keep(
-            record.kept), every_layer=record.every_layer)
+            record.kept), every_layer=record.every_layer, wide_io=record.wide_io)
 
     def _repair_order(self) -> tuple[list[str], ErrorMap]:
         """(repair order, error map) from the int8 ONNX the ladder starts from. The ONNX step

@@ -1,7 +1,12 @@
-"""Give a fully int8 .tflite a uint8 input and output, as TensorFlow's
+"""Give a quantized .tflite an 8-bit input and output, as TensorFlow's
 ``modify_model_interface`` does: a QUANTIZE op (uint8 → int8, zero point + 128, same scale)
 in front of the input and one (int8 → uint8) after the output. That tool cannot read the
-offset-addressed buffers ai-edge-quantizer writes, so this edits the flatbuffer directly."""
+offset-addressed buffers ai-edge-quantizer writes, so this edits the flatbuffer directly.
+
+An int16 input or output (a file quantized with every activation at 16 bits, I/O included:
+the repair's last rung) gets the same treatment: its 8-bit twin covers the int16 tensor's
+range (symmetric, scale × 32767/127) and the QUANTIZE op requantizes, so apps keep the 8-bit
+interface they were promised."""
 from __future__ import annotations
 
 from edgeexport.tflite.edit import (
@@ -15,21 +20,34 @@ from edgeexport.tflite.edit import (
 
 
 def uint8_interface(data: bytes, input_quantization: tuple[float, int] | None = None) -> bytes:
-    """``input_quantization``: (scale, zero point) for the uint8 input instead of the int8
-    input's own shifted by 128; the QUANTIZE op in front then requantizes."""
+    """uint8 input and output. ``input_quantization``: (scale, zero point) for the uint8 input
+    instead of the int8 input's own shifted by 128; the QUANTIZE op in front then
+    requantizes."""
+    return eight_bit_interface(data, "uint8", input_quantization)
+
+
+def eight_bit_interface(data: bytes, io_type: str,
+                        input_quantization: tuple[float, int] | None = None) -> bytes:
+    """``io_type`` ("int8", "uint8") input and output; an int8 tensor already int8 is left
+    as it is."""
     s = schema()
     model = unpack(data)
     graph = model.subgraphs[0]
     graph.inputs, graph.outputs = [int(i) for i in graph.inputs], [int(i) for i in graph.outputs]
     quantize = opcode(model, s.BuiltinOperator.QUANTIZE)
     renamed: dict[int, int] = {}
+    want = s.TensorType.UINT8 if io_type == "uint8" else s.TensorType.INT8
     for position, old in enumerate(graph.inputs):
-        new = _uint8_twin(graph, old, model, s, input_quantization)
+        if graph.tensors[old].type == want and input_quantization is None:
+            continue
+        new = _twin(graph, old, model, s, want, input_quantization)
         graph.operators.insert(0, _op(s, quantize, new, old))
         graph.inputs[position] = new
         renamed[old] = new
     for position, old in enumerate(graph.outputs):
-        new = _uint8_twin(graph, old, model, s)
+        if graph.tensors[old].type == want:
+            continue
+        new = _twin(graph, old, model, s, want)
         graph.operators.append(_op(s, quantize, old, new))
         graph.outputs[position] = new
         renamed[old] = new
@@ -37,20 +55,24 @@ def uint8_interface(data: bytes, input_quantization: tuple[float, int] | None = 
     return pack(model, len(data))
 
 
-def _uint8_twin(graph, index: int, model, schema,
-                quantization: tuple[float, int] | None = None) -> int:
+def _twin(graph, index: int, model, schema, want: int,
+          quantization: tuple[float, int] | None = None) -> int:
     source = graph.tensors[index]
-    if source.type != schema.TensorType.INT8:
-        raise ValueError("uint8 interface needs an int8 model input/output")
+    if source.type not in (schema.TensorType.INT8, schema.TensorType.INT16):
+        raise ValueError("an 8-bit interface needs an int8 or int16 model input/output")
+    uint8 = want == schema.TensorType.UINT8
     twin = schema.TensorT()
     twin.shape, twin.shapeSignature = source.shape, source.shapeSignature
-    twin.type = schema.TensorType.UINT8
-    twin.name = source.name + b"_uint8"
+    twin.type = want
+    twin.name = source.name + (b"_uint8" if uint8 else b"_int8")
     twin.buffer = add_buffer(model)
     q = schema.QuantizationParametersT()
-    if quantization is None:
+    if quantization is None and source.type == schema.TensorType.INT16:
+        q.scale = [float(x) * 32767 / 127 for x in source.quantization.scale]
+        q.zeroPoint = [128 if uint8 else 0 for _ in source.quantization.zeroPoint]
+    elif quantization is None:
         q.scale = list(source.quantization.scale)
-        q.zeroPoint = [int(z) + 128 for z in source.quantization.zeroPoint]
+        q.zeroPoint = [int(z) + (128 if uint8 else 0) for z in source.quantization.zeroPoint]
     else:
         q.scale, q.zeroPoint = [float(quantization[0])], [int(quantization[1])]
     twin.quantization = q
