@@ -42,6 +42,7 @@ from edgeexport.contracts.placement import Placement
 from edgeexport.contracts.variant import Variant
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import file_entry, safe_relative, sha256, write_json
+from edgeexport.core.lifetime import die_with_parent
 from edgeexport.targets import Target
 
 if TYPE_CHECKING:
@@ -398,7 +399,9 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[V
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
+    # Workers die with this process (a killed build leaves none writing into its directory).
+    with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {}
         for v in todo:
             on_event(v.id, "export", "")

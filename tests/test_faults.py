@@ -1,0 +1,63 @@
+"""Loose ends found under faults: a killed build's workers, a full disk, two exports into one
+directory, a variant too big for the machine. None of these needs a trained network."""
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.board import _descendants
+from tests.conftest import EDGEEXPORT, assert_one_line_error, run_cli
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper that never comes counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _workers(pid: int) -> list[int]:
+    """The build's spawned export workers (multiprocessing's spawn_main)."""
+    found = []
+    for child in _descendants(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(child)
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_no_worker_survives_its_killed_build(tmp_path, sig):
+    proc = subprocess.Popen([*EDGEEXPORT, "build", "--models", "mobilenet_v2", "--alpha",
+                             "0.35", "--resolution", "96,112", "--target", "local", "-j", "2",
+                             "--out", str(tmp_path / "dist"), "--json"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "the build ended before its workers started"
+            time.sleep(0.2)
+        workers = _workers(proc.pid)
+        assert len(workers) == 2
+        everyone = _descendants(proc.pid)
+        time.sleep(3)  # the workers are importing torch, exporting
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(map(_alive, everyone)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [p for p in everyone if _alive(p)] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in [p for p in locals().get("everyone", []) if _alive(p)]:
+            os.kill(pid, signal.SIGKILL)  # a failed test leaves no orphan behind
