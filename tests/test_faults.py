@@ -61,3 +61,44 @@ def test_no_worker_survives_its_killed_build(tmp_path, sig):
             proc.kill()
         for pid in [p for p in locals().get("everyone", []) if _alive(p)]:
             os.kill(pid, signal.SIGKILL)  # a failed test leaves no orphan behind
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """A one-convolution ONNX model: enough to be measured, no export needed."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["logits"], name="conv", pads=[1, 1, 1, 1])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 16, 16])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_relative_ssh_config_in_a_target_file_is_ours(board, tmp_path):
+    """`ssh_config = "ssh_config"` in a target's [device] table: read beside the target file,
+    here; the board, reading the copy of the target file, does not look for it."""
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    mine = tmp_path / "targets"
+    mine.mkdir()
+    (mine / "ssh_config").write_text(board.ssh_config.read_text())
+    source = (Path(__file__).resolve().parents[1] / "targets" / "rpi4.toml").read_text()
+    (mine / "mypi.toml").write_text(source.replace('name = "rpi4"', 'name = "mypi"') +
+                                    '\n[device]\nhost = "board"\nssh_config = "ssh_config"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    import json
+    report = json.loads(run_cli("profile", model, "--target", Path("..") / "targets" /
+                                "mypi.toml", "--runtime", "onnxruntime", "--precision", "fp32",
+                                "--runs", 3, "--json", cwd=elsewhere).stdout)
+    assert report["where"]["device"] == "board"
+    assert report["where"]["target_profile"] == "mypi"
+    assert report["board"]["user"] == board.account
+    # A relative ssh_config that is not beside the target file is named, on our side.
+    (mine / "ssh_config").unlink()
+    assert_one_line_error(run_cli("profile", model, "--target", mine / "mypi.toml",
+                                  check=False), "ssh config", str(mine / "ssh_config"))

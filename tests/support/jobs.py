@@ -189,8 +189,12 @@ def board_python() -> str:
 
 def source_copy(dest: Path, version: str | None = None) -> Path:
     """The tracked source tree (setuptools writes build/ and *.egg-info into it)."""
-    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "dist", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache")
+
+    def ignore(directory, names):
+        top = {".venv", ".git", "dist", "build", "site"} if Path(directory) == ROOT else set()
+        return anywhere(directory, names) | (top & set(names))  # edgeexport/build/ is code
+    shutil.copytree(ROOT, dest, ignore=ignore)
     if version is not None:
         pyproject = dest / "pyproject.toml"
         text = pyproject.read_text()
