@@ -102,3 +102,28 @@ def test_a_relative_ssh_config_in_a_target_file_is_ours(board, tmp_path):
     (mine / "ssh_config").unlink()
     assert_one_line_error(run_cli("profile", model, "--target", mine / "mypi.toml",
                                   check=False), "ssh config", str(mine / "ssh_config"))
+
+
+def test_alpha_100_is_refused_in_one_line_before_any_work(tmp_path):
+    out = tmp_path / "out"
+    started = time.monotonic()
+    proc = run_cli("export", "mobilenet_v2", "--alpha", 100, "--out", out, check=False)
+    assert_one_line_error(proc, "mobilenet_v2_100_224", "memory", "smaller --alpha")
+    assert proc.returncode == 2 and not out.exists()
+    assert time.monotonic() - started < 60  # counted on the meta device, not allocated
+    proc = run_cli("build", "--models", "mobilenet_v1", "--alpha", "0.25,100", "--target",
+                   "local", "--out", out, check=False)
+    assert_one_line_error(proc, "mobilenet_v1_100_224", "memory")
+    assert not out.exists()  # the small variant was not built either: refused before any work
+
+
+def test_the_memory_need_is_a_lower_bound_that_passes_the_usual_variants():
+    from edgeexport.analysis.memory import export_memory_need, require_memory
+    from edgeexport.contracts.variant import Variant
+    usual = Variant("mobilenet_v2", 1.4, 224, 1000)
+    need, weights = export_memory_need(usual)
+    assert weights == 4 * 6_108_776  # torchvision's MobileNetV2 α 1.4 parameters
+    assert need < 2**30
+    require_memory([usual], available=2 * 2**30)
+    with pytest.raises(Exception, match="this machine has"):
+        require_memory([usual], available=need - 1)
