@@ -127,3 +127,49 @@ def test_the_memory_need_is_a_lower_bound_that_passes_the_usual_variants():
     require_memory([usual], available=2 * 2**30)
     with pytest.raises(Exception, match="this machine has"):
         require_memory([usual], available=need - 1)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs (root only: skipped where mounting is not allowed)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_names_the_device_and_the_file(small_disk):
+    out = small_disk / "out"
+    proc = run_cli("export", "mobilenet_v2", "--alpha", 0.35, "--resolution", 96, "--out", out,
+                   check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "internal error" not in proc.stderr and "Errno" not in last
+    assert f"no space left on tmpfs (mounted on {small_disk}) writing {out}/" in last, last
+    assert list(out.iterdir()) == []  # the staging directory went with the failure
+
+
+def test_a_full_disk_met_by_a_library_is_told_the_same_way(tmp_path, monkeypatch):
+    import errno
+
+    from edgeexport.core.fileio import DiskFull, reporting_full_disk, write_bytes
+    with pytest.raises(DiskFull, match=f"no space left on .* writing {tmp_path}/x.onnx"):
+        with reporting_full_disk(tmp_path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.onnx"))
+    with pytest.raises(DiskFull, match=f"writing {tmp_path}$|writing {tmp_path};"):
+        with reporting_full_disk(tmp_path):
+            raise RuntimeError("onnx: write failed: No space left on device")
+    with pytest.raises(OSError, match="Permission"):  # other errors pass unchanged
+        with reporting_full_disk(tmp_path):
+            raise PermissionError("Permission denied")
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(DiskFull, match=f"writing {tmp_path / 'card.json'}"):
+        write_bytes(tmp_path / "card.json", b"{}")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == []  # no temp file left behind
