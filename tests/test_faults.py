@@ -3,6 +3,7 @@ directory, a variant too big for the machine. None of these needs a trained netw
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -173,3 +174,29 @@ def test_a_full_disk_met_by_a_library_is_told_the_same_way(tmp_path, monkeypatch
         write_bytes(tmp_path / "card.json", b"{}")
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == []  # no temp file left behind
+
+
+def test_two_exports_into_one_out_do_not_interleave(tmp_path):
+    """While an export writes into --out (here: a process holding the export's lock, as a
+    running export does), a second one is refused at once; the lock leaves no file behind
+    and goes with its process."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from edgeexport.core.fileio import exclusive\n"
+         "with exclusive(Path(sys.argv[1]), 'export'):\n"
+         "    print('held', flush=True); time.sleep(600)", str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["export", "mobilenet_v2", "--alpha", 0.35, "--resolution", 64, "--num-classes",
+                4, "--formats", "onnx", "--out", out]
+        second = run_cli(*args, check=False)
+        assert_one_line_error(second, f"{out} is being written by another edgeexport export")
+        assert second.returncode == 2 and list(out.iterdir()) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    run_cli(*args)  # the lock went with its holder
+    assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "card.json",
+                                                     "model.fp32.onnx", "model.int8.onnx"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -79,6 +80,43 @@ def reporting_full_disk(path: Path) -> Iterator[None]:
         if not is_disk_full(e):
             raise
         raise disk_full(getattr(e, "filename", None) or path) from None
+
+
+@contextlib.contextmanager
+def exclusive(root: Path, what: str, lock_file: str | None = None) -> Iterator[None]:
+    """One writer at a time per directory (``what``: "build", "export"): a second one fails at
+    once with a UserError. The lock is the kernel's (flock): it goes with its process, however
+    that process ends. ``lock_file``: a file in ``root`` holding the pid of the holder, named
+    in the error; None: the directory itself is locked and nothing is written in it."""
+    root.mkdir(parents=True, exist_ok=True)
+    if lock_file is None:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"{root} is being written by another edgeexport {what}; wait "
+                                "for it to finish or use another --out") from None
+            yield
+        finally:
+            os.close(fd)
+        return
+    with open(root / lock_file, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise UserError(f"{root} is being written by another edgeexport {what} (pid "
+                            f"{holder}); wait for it to finish or use another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
 
 
 def _umask() -> int:

@@ -30,7 +30,7 @@ from edgeexport.contracts.artifacts import (
 )
 from edgeexport.contracts.variant import Variant
 from edgeexport.core.errors import UserError, ValidationError
-from edgeexport.core.fileio import file_entry, reporting_full_disk, write_json
+from edgeexport.core.fileio import exclusive, file_entry, reporting_full_disk, write_json
 from edgeexport.core.validate import (
     FP32_ATOL_REL,
     INT8_MIN_COSINE,
@@ -123,6 +123,13 @@ def tflite_available() -> str | None:
 
 def run_export(opts: ExportOptions,
                on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
+    """One variant exported, validated and described into ``opts.out``; one export at a time
+    per directory (a second fails at once, naming the first: their files would interleave)."""
+    with exclusive(opts.out, "export"):
+        return _run_export(opts, on_stage)
+
+
+def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportResult:
     import torch
 
     from edgeexport.core.runtimes import run_onnx
