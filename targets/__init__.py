@@ -149,7 +149,9 @@ class _Fields:
         return None if value is None else _Fields(value, self.where, f"{self.prefix}{key}.")
 
 
-def parse_target(data: dict, where: str, source: str = "") -> Target:
+def parse_target(data: dict, where: str, source: str = "", device: bool = True) -> Target:
+    """``device=False``: the ``[device]`` table is not read (a board reading the target file
+    copied to it measures itself; a relative ``ssh_config`` there names a file on our side)."""
     root = _Fields(data, where)
     cpu = root.table("cpu")
     cpu_facts = {"model": cpu.get("model", str), "cores": int(cpu.positive("cores")),
@@ -174,10 +176,10 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
             g = grid_table.table(fam)
             grid[fam] = {"alphas": [float(a) for a in g.get("alphas", list)],
                          "resolutions": [int(r) for r in g.get("resolutions", list)]}
-    device = None
+    board = None
     device_table = root.table("device", required=False)
-    if device_table is not None:
-        device = device_from_table(device_table.data, where)
+    if device_table is not None and device:
+        board = device_from_table(device_table.data, where)
     return Target(
         name=root.get("name", str), description=root.get("description", str), cpu=cpu_facts,
         memory_gib=root.table("memory").positive("gib"),
@@ -188,7 +190,7 @@ def parse_target(data: dict, where: str, source: str = "") -> Target:
         onnx_weight_type=ort.choice("weight_type", QUANT_TYPES),
         onnx_quant_source=ort.get("source", str),
         tflite_io_type=litert.choice("io_type", QUANT_TYPES),
-        latency_models=latency, grid=grid, path=where, source=source, device=device)
+        latency_models=latency, grid=grid, path=where, source=source, device=board)
 
 
 def _latency_model(models: _Fields, name: str) -> LatencyModel:
@@ -227,8 +229,10 @@ def builtin_names() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
-def load_target(name_or_path: str) -> Target:
-    """A built-in target by name, or a TOML file by path."""
+def load_target(name_or_path: str, device: bool = True) -> Target:
+    """A built-in target by name, or a TOML file by path (a relative ``ssh_config`` of its
+    ``[device]`` table read from the file's directory). ``device=False``: without its
+    ``[device]`` table (measuring here)."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml"):
         if not path.is_file():
@@ -248,7 +252,7 @@ def load_target(name_or_path: str) -> Target:
     if name_or_path == "local":
         data = {**data, "cpu": {**data.get("cpu", {}), **detect_cpu()},
                 "memory": {"gib": _memory_gib() or data.get("memory", {}).get("gib")}}
-    return parse_target(data, where, source)
+    return parse_target(data, where, source, device)
 
 
 def _memory_gib() -> float | None:

@@ -8,7 +8,9 @@ a BatchNorm layer counts as the int32 bias it folds into. Activation bytes are i
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -68,11 +70,28 @@ def _weight_bytes(module: nn.Module) -> tuple[int, int]:
     return fp32, int8
 
 
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """torch.nn.init's in-place initialisers as no-ops: on the meta device they fill nothing,
+    yet the first call imports torch's reference kernels (5 s)."""
+    saved = {name: fn for name, fn in vars(nn.init).items()
+             if name.endswith("_") and not name.startswith("_") and callable(fn)}
+    try:
+        for name in saved:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+
+
 def analyze(variant: Variant, model: nn.Module | None = None) -> Analysis:
     """Costs of ``variant``; pass the network if it is already built (only shapes are used)."""
     check_variant(variant)
-    if model is None:
-        model = create_model(variant.family, variant.alpha, variant.num_classes)
+    if model is None:  # on the meta device: shapes without memory (α 100 counts in a second)
+        with torch.device("meta"), _no_init():
+            model = create_model(variant.family, variant.alpha, variant.num_classes)
+        return analyze(variant, model)
     parents = {f"{name}.{child_name}".lstrip("."): module
                for name, module in model.named_modules()
                for child_name, _ in module.named_children()}
@@ -99,8 +118,9 @@ def analyze(variant: Variant, model: nn.Module | None = None) -> Analysis:
         op = op_kind(module, parents.get(name))
         if op is not None:
             hooks.append(module.register_forward_hook(record(name, op)))
+    device = next(model.parameters()).device
     with torch.no_grad():
-        model(torch.zeros(1, 3, variant.resolution, variant.resolution))
+        model(torch.zeros(1, 3, variant.resolution, variant.resolution, device=device))
     for h in hooks:
         h.remove()
     return Analysis(variant, rows, separable_blocks(rows))

@@ -7,8 +7,6 @@ of its inputs; such a variant is not rebuilt, and an interrupted build resumes f
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import multiprocessing
@@ -41,7 +39,8 @@ from edgeexport.contracts.artifacts import (
 from edgeexport.contracts.placement import Placement
 from edgeexport.contracts.variant import Variant
 from edgeexport.core.errors import UserError
-from edgeexport.core.fileio import file_entry, safe_relative, sha256, write_json
+from edgeexport.core.fileio import exclusive, file_entry, safe_relative, sha256, write_json
+from edgeexport.core.lifetime import die_with_parent
 from edgeexport.targets import Target
 
 if TYPE_CHECKING:
@@ -235,26 +234,9 @@ def is_exported(directory: Path, key: CacheKey) -> bool:
     return bool(card.files) and _files_differ(directory, card.files, Card.FILE) is None
 
 
-@contextlib.contextmanager
-def build_lock(root: Path) -> Iterator[None]:
+def build_lock(root: Path):
     """One build at a time per output directory: a second one fails at once, naming the first."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / LOCK_FILE, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            raise UserError(f"{root} is being written by another edgeexport build (pid "
-                            f"{holder}); wait for it to finish or use another --out") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
-        try:
-            yield
-        finally:
-            lock.truncate(0)
+    return exclusive(root, "build", LOCK_FILE)
 
 
 def export_variant(variant: Variant, plan: BuildPlan, directory: Path) -> None:
@@ -398,7 +380,9 @@ def _export_all(todo: list[Variant], plan: BuildPlan, root: Path, failed: dict[V
     """Export in parallel processes; the exported variants, in plan order."""
     exported = []
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context) as pool:
+    # Workers die with this process (a killed build leaves none writing into its directory).
+    with ProcessPoolExecutor(max_workers=max(1, plan.jobs), mp_context=context,
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {}
         for v in todo:
             on_event(v.id, "export", "")

@@ -78,6 +78,8 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
                 click.echo(f"{vid}: {why}")
             click.echo(f"{len(todo)} to build, {len(reasons) - len(todo)} unchanged → {root}")
         return
+    from edgeexport.analysis.memory import require_memory
+    require_memory(plan.variants)  # before any work: no variant the kernel would kill
     with BuildProgress(plan, enabled=not as_json) as on_event:
         outcome = run_build(plan, on_event, _farm_runner(farm, farm_timeout))
     summary = {"target": target.name, "out": str(root), "variants": len(plan.variants),

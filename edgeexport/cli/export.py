@@ -50,8 +50,10 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
            calib_method, calib_size, target, formats, tflite_io, min_cosine, int8_mode,
            no_repair, out, as_json):
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
+    from edgeexport.analysis.memory import require_memory
     from edgeexport.contracts.variant import Variant
     from edgeexport.export.pipeline import ExportOptions, run_export
+    require_memory([Variant(family, alpha, resolution, num_classes)])  # before any work
     opts = ExportOptions(
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()), weights=weights,

@@ -32,6 +32,11 @@ class OneLineErrors(click.Group):
         except Exception as e:
             if os.environ.get("EDGEEXPORT_DEBUG"):
                 raise
+            from edgeexport.core.fileio import disk_full, is_disk_full
+            if is_disk_full(e):  # met outside the writers that name their file
+                click.echo(f"edgeexport: error: {disk_full(getattr(e, 'filename', None) or '?')}",
+                           err=True)
+                sys.exit(1)
             click.echo(f"edgeexport: internal error: {e.__class__.__name__}: {e} "
                        "(set EDGEEXPORT_DEBUG=1 for the traceback)", err=True)
             sys.exit(1)

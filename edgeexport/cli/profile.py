@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import _target, device_options, json_option, resolve_device
+from edgeexport.cli.options import device_options, json_option, resolve_device
 from edgeexport.contracts.artifacts import Estimated, Measured
 from edgeexport.core.console import print_json, print_table
 
@@ -22,8 +22,9 @@ from edgeexport.core.console import print_json, print_table
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--target", "-t", default="local", show_default=True, callback=_target,
-              help="board whose power turns latency into energy")
+@click.option("--target", "-t", default="local", show_default=True,
+              help="board whose power turns latency into energy (built-in name or .toml); "
+                   "its [device] table, if any, is where to measure")
 @click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
               help="analysis.json for a bare model file (per-layer rows by layer name)")
 @device_options
@@ -34,6 +35,10 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, d
             ssh_config, here, as_json):
     """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
     energy."""
+    from edgeexport.targets import load_target
+    # --here (as the board runs it on the target file we copied): its [device] is not read; a
+    # relative ssh_config there names a file on our side, not the board's.
+    target = load_target(target, device=not here)
     device = None if here else resolve_device(device_spec, ssh_config, target)
     if device is not None:
         from edgeexport.measure.board import profile_on_device

@@ -30,7 +30,7 @@ from edgeexport.contracts.artifacts import (
 )
 from edgeexport.contracts.variant import Variant
 from edgeexport.core.errors import UserError, ValidationError
-from edgeexport.core.fileio import file_entry, write_json
+from edgeexport.core.fileio import exclusive, file_entry, reporting_full_disk, write_json
 from edgeexport.core.validate import (
     FP32_ATOL_REL,
     INT8_MIN_COSINE,
@@ -123,6 +123,13 @@ def tflite_available() -> str | None:
 
 def run_export(opts: ExportOptions,
                on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
+    """One variant exported, validated and described into ``opts.out``; one export at a time
+    per directory (a second fails at once, naming the first: their files would interleave)."""
+    with exclusive(opts.out, "export"):
+        return _run_export(opts, on_stage)
+
+
+def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportResult:
     import torch
 
     from edgeexport.core.runtimes import run_onnx
@@ -180,84 +187,87 @@ def run_export(opts: ExportOptions,
     files: dict[str, Path] = {}
     validation: dict = {}
     try:
-        on_stage("onnx fp32")
-        fp32 = export_onnx(exportable, analysis, staging / "model.fp32.onnx")
-        fp32_out = run_onnx(fp32, held_out.inputs)
-        validation[ONNX_FP32_VS_PYTORCH] = require_fp32_match(compare(
-            "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels))
-        on_stage("onnx int8")
-        int8_stage = Int8Stage(model, analysis, staging, calib.inputs, opts.min_cosine,
-                               opts.int8, enforce_int8, opts.calib_method)
-        int8, onnx_int8, onnx_plan = with_tails(lambda: int8_stage.onnx(
-            lambda plan: quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
-                                       opts.target.onnx_activation_type,
-                                       opts.target.onnx_weight_type, plan.ranges, plan),
-            lambda path: compare("model.fp32.onnx", fp32_out, "model.int8.onnx",
-                                 run_onnx(path, held_out.inputs), held_out.labels)))
-        validation[ONNX_INT8_VS_ONNX_FP32] = check_int8(onnx_int8)
-        files.update({"model.fp32.onnx": fp32, "model.int8.onnx": int8})
-        # Per-layer static costs beside the models: `profile` joins them on the device.
-        write_json(staging / ANALYSIS, analysis.to_json())
-        files[ANALYSIS] = staging / ANALYSIS
-        tflite_info = app_info = None
-        if "tflite" in opts.formats and tflite_missing is None:
-            from edgeexport.app.app_file import app_description
-            from edgeexport.export.tflite_export import export_tflite
-            on_stage("tflite")
-            tflite_info = export_tflite(exportable, prep, calib, held_out, reference, staging,
-                                        opts.tflite_io_type or opts.target.tflite_io_type,
-                                        check_int8,
-                                        app_description(v, labels),
-                                        lambda *fns: with_tails(lambda: int8_stage.tflite(*fns)))
-            files.update(tflite_info.pop("files"))
-            validation.update(tflite_info.pop("validation"))
-            app_info = AppCard(app=tflite_info.pop("app"),
-                               runtime_requirements=tflite_info.pop("runtime_requirements"))
-        on_stage("int8 error map")
-        error_map = int8_stage.error_map(fp32, int8, tflite_info is not None)
-        repair_summary = int8_stage.summary()
-        for record in repair_summary.formats:
-            if record.mixed:
-                warnings.append(
-                    f"mixed precision: model.int8.{record.format} keeps {len(record.kept)} "
-                    f"layer(s) at 16-bit activations"
-                    + (" and its input/output at 16 bits inside an 8-bit interface"
-                       if record.wide_io else "") + " (full int8 reached cosine "
-                    f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
-                    f"{opts.min_cosine}); --int8 strict refuses instead")
-        on_stage("card")
-        card = Card(
-            variant=v, params=analysis.total_params, macs=analysis.total_macs,
-            weights=weights_info,
-            input=ModelInput(name="input", layout="NCHW", dtype="float32",
-                             shape=[1, 3, v.resolution, v.resolution],
-                             preprocessing=prep.to_json()),
-            output=ModelOutput(name="logits", shape=[1, v.num_classes], dtype="float32",
-                               meaning="unnormalised class scores (apply softmax for "
-                                       "probabilities)"),
-            labels=labels,
-            onnx_int8=OnnxInt8Info(
-                format="QDQ", weights=f"per-channel symmetric {opts.target.onnx_weight_type}" + (
-                    ", 7-bit range (reduce_range: no saturation in x86 U8S8 kernels)"
-                    if opts.target.onnx_activation_type == "uint8" else ""),
-                activations=opts.target.onnx_activation_type,
-                activation_type_source=opts.target.onnx_quant_source,
-                input_quantization=_first_quantize_params(int8),
-                quantized_ops_here=quantized_op_counts(int8)),
-            tflite=TfliteInfo(**tflite_info) if tflite_info else None,
-            int8_error_map=error_map, int8_repair=repair_summary,
-            calibration=ImageSetInfo(**calib.summary(), method=onnx_plan.ranges),
-            validation_set=ImageSetInfo(**held_out.summary()), validation=validation,
-            tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
-                                  int8_min_mean_cosine=opts.min_cosine,
-                                  int8_min_top1_agreement=INT8_MIN_TOP1_AGREEMENT,
-                                  int8_enforced=enforce_int8),
-            target=opts.target.name, tools=tool_versions(), warnings=warnings,
-            app_tflite=app_info)
-        for name, path in sorted(files.items()):
-            path.replace(opts.out / name)
-        card.files = {name: FileEntry(**file_entry(opts.out / name)) for name in sorted(files)}
-        write_record(opts.out, card)
+        with reporting_full_disk(opts.out):  # "no space left on DEVICE writing PATH"
+            on_stage("onnx fp32")
+            fp32 = export_onnx(exportable, analysis, staging / "model.fp32.onnx")
+            fp32_out = run_onnx(fp32, held_out.inputs)
+            validation[ONNX_FP32_VS_PYTORCH] = require_fp32_match(compare(
+                "pytorch fp32", reference, "model.fp32.onnx", fp32_out, held_out.labels))
+            on_stage("onnx int8")
+            int8_stage = Int8Stage(model, analysis, staging, calib.inputs, opts.min_cosine,
+                                   opts.int8, enforce_int8, opts.calib_method)
+            int8, onnx_int8, onnx_plan = with_tails(lambda: int8_stage.onnx(
+                lambda plan: quantize_onnx(fp32, staging / "model.int8.onnx", calib.inputs,
+                                           opts.target.onnx_activation_type,
+                                           opts.target.onnx_weight_type, plan.ranges, plan),
+                lambda path: compare("model.fp32.onnx", fp32_out, "model.int8.onnx",
+                                     run_onnx(path, held_out.inputs), held_out.labels)))
+            validation[ONNX_INT8_VS_ONNX_FP32] = check_int8(onnx_int8)
+            files.update({"model.fp32.onnx": fp32, "model.int8.onnx": int8})
+            # Per-layer static costs beside the models: `profile` joins them on the device.
+            write_json(staging / ANALYSIS, analysis.to_json())
+            files[ANALYSIS] = staging / ANALYSIS
+            tflite_info = app_info = None
+            if "tflite" in opts.formats and tflite_missing is None:
+                from edgeexport.app.app_file import app_description
+                from edgeexport.export.tflite_export import export_tflite
+                on_stage("tflite")
+                tflite_info = export_tflite(exportable, prep, calib, held_out, reference, staging,
+                                            opts.tflite_io_type or opts.target.tflite_io_type,
+                                            check_int8,
+                                            app_description(v, labels),
+                                            lambda *fns: with_tails(
+                                                lambda: int8_stage.tflite(*fns)))
+                files.update(tflite_info.pop("files"))
+                validation.update(tflite_info.pop("validation"))
+                app_info = AppCard(app=tflite_info.pop("app"),
+                                   runtime_requirements=tflite_info.pop("runtime_requirements"))
+            on_stage("int8 error map")
+            error_map = int8_stage.error_map(fp32, int8, tflite_info is not None)
+            repair_summary = int8_stage.summary()
+            for record in repair_summary.formats:
+                if record.mixed:
+                    warnings.append(
+                        f"mixed precision: model.int8.{record.format} keeps {len(record.kept)} "
+                        f"layer(s) at 16-bit activations"
+                        + (" and its input/output at 16 bits inside an 8-bit interface"
+                           if record.wide_io else "") + " (full int8 reached cosine "
+                        f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
+                        f"{opts.min_cosine}); --int8 strict refuses instead")
+            on_stage("card")
+            card = Card(
+                variant=v, params=analysis.total_params, macs=analysis.total_macs,
+                weights=weights_info,
+                input=ModelInput(name="input", layout="NCHW", dtype="float32",
+                                 shape=[1, 3, v.resolution, v.resolution],
+                                 preprocessing=prep.to_json()),
+                output=ModelOutput(name="logits", shape=[1, v.num_classes], dtype="float32",
+                                   meaning="unnormalised class scores (apply softmax for "
+                                           "probabilities)"),
+                labels=labels,
+                onnx_int8=OnnxInt8Info(
+                    format="QDQ",
+                    weights=f"per-channel symmetric {opts.target.onnx_weight_type}" + (
+                        ", 7-bit range (reduce_range: no saturation in x86 U8S8 kernels)"
+                        if opts.target.onnx_activation_type == "uint8" else ""),
+                    activations=opts.target.onnx_activation_type,
+                    activation_type_source=opts.target.onnx_quant_source,
+                    input_quantization=_first_quantize_params(int8),
+                    quantized_ops_here=quantized_op_counts(int8)),
+                tflite=TfliteInfo(**tflite_info) if tflite_info else None,
+                int8_error_map=error_map, int8_repair=repair_summary,
+                calibration=ImageSetInfo(**calib.summary(), method=onnx_plan.ranges),
+                validation_set=ImageSetInfo(**held_out.summary()), validation=validation,
+                tolerances=Tolerances(fp32_max_abs_diff_relative=FP32_ATOL_REL,
+                                      int8_min_mean_cosine=opts.min_cosine,
+                                      int8_min_top1_agreement=INT8_MIN_TOP1_AGREEMENT,
+                                      int8_enforced=enforce_int8),
+                target=opts.target.name, tools=tool_versions(), warnings=warnings,
+                app_tflite=app_info)
+            for name, path in sorted(files.items()):
+                path.replace(opts.out / name)
+            card.files = {name: FileEntry(**file_entry(opts.out / name)) for name in sorted(files)}
+            write_record(opts.out, card)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if tflite_missing:
