@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from edgeexport.core.validate import INT8_MIN_COSINE, INT8_MIN_TOP1_AGREEMENT
 from edgeexport.inputs.imagesets import list_images
 from edgeexport.models import family as get_family
 from tests.conftest import run_cli
 from tests.synthetic_data import CLASSES
-from tests.trained import FAMILIES, RES, inputs_for, is_mixed, litert_outputs
+from tests.trained import FAMILIES, RES, cosine, inputs_for, is_mixed, litert_outputs
 
-MIN_AGREEMENT = 0.98
+# Two runtimes running one int8 file are two int8 readings of the same fp32 function: they
+# are held to each other as the export holds an int8 file to its fp32 network (their kernels
+# round differently: measured, tflite-runtime 2.14 vs LiteRT on a seed-1 V2's int8 file,
+# outputs up to 55 steps apart, 33% identical, cosine 0.996, top-1 agreement 0.99; a seed-1
+# run gave 0.97 on another network, near-ties flipping either way).
+MIN_AGREEMENT = INT8_MIN_TOP1_AGREEMENT
 # The export holds its files to top-1 agreement ≥ 0.95 with PyTorch on its validation images;
 # MediaPipe is fed other crops of them (the full frame, resized by MediaPipe).
 MIN_AGREEMENT_FULL_FRAME = 0.93
@@ -143,6 +149,7 @@ def test_tflite_runtime_2_14_agrees_with_litert(family, exported, dataset,
         run_other_runtime,
     )
     from edgeexport.core.errors import UserError
+    from edgeexport.core.runtimes import litert_interpreter
     _, out, card = exported(family)
     images = inputs_for(family, dataset["eval"]).inputs
     inputs = model_inputs(out, images)
@@ -158,7 +165,12 @@ def test_tflite_runtime_2_14_agrees_with_litert(family, exported, dataset,
     assert version == "2.14.0"
     for name, x in inputs.items():
         ours = run_litert_raw(out / name, x)
+        assert theirs[name].dtype == ours.dtype and theirs[name].shape == ours.shape
+        _, zero_point = litert_interpreter(out / name).get_output_details()[0]["quantization"]
+        similarity = cosine(ours.astype(np.float32) - zero_point,
+                            theirs[name].astype(np.float32) - zero_point)
         agreement = np.mean(ours.argmax(1) == theirs[name].argmax(1))
+        assert similarity >= INT8_MIN_COSINE, f"{family} {name}: cosine {similarity}"
         assert agreement >= MIN_AGREEMENT, f"{family} {name}: {agreement}"
 
 

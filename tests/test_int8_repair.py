@@ -84,11 +84,83 @@ def test_a_v3_with_an_outlier_channel_is_repaired_in_both_formats(exported, trai
         assert record["kept"][0] == OUTLIER_LAYER
         assert [a["ranges"] for a in record["attempts"]] == ["MinMax"] * len(record["attempts"])
         assert record["cosine_before"] < 0.98 <= record["cosine_after"]
-        assert record["latency_after_ms"] > 0
+    # What the mixed files cost is measured, so it lies beside the card, not in it.
+    costs = json.loads((out / "int8_repair_cost.json").read_text())["costs"]
+    assert [c["format"] for c in costs] == ["onnx", "tflite"]
+    assert all(c["before_ms"] > 0 and c["after_ms"] > 0 for c in costs)
+    assert "_ms" not in json.dumps(repair)
     for got in (ort_outputs(out / "model.int8.onnx", x),
                 litert_outputs(out / "model.int8.tflite", x)):
         assert cosine(reference, got) >= 0.98
         assert np.mean(reference.argmax(1) == got.argmax(1)) >= 0.95
+
+
+def _uint16_quantizations(path):
+    """tensor → (scale, zero point) of the int8 ONNX's 16-bit QuantizeLinear nodes."""
+    import onnx
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
+    return {n.input[0]: (float(inits[n.input[1]]), int(inits[n.input[2]]))
+            for n in graph.node if n.op_type == "QuantizeLinear"
+            and inits.get(n.input[2], np.zeros(0, np.uint8)).dtype == np.uint16}
+
+
+def _tflite_scales(path, dtype):
+    from edgeexport.core.runtimes import litert_interpreter
+    return {t["name"]: float(t["quantization_parameters"]["scales"][0])
+            for t in litert_interpreter(path).get_tensor_details()
+            if t["dtype"] == dtype and len(t["quantization_parameters"]["scales"]) == 1}
+
+
+def test_kept_layers_take_the_true_min_max_while_the_others_keep_their_method(
+        exported, dataset, tmp_path):
+    """A plan keeping one layer at 16 bits with MovingAverage ranges (the ladder's base when
+    that method did best): in ONNX the kept tensor's 16-bit range is its min/max over the
+    calibration set, read here by running the fp32 file with that tensor as an output; in
+    both formats the kept tensors' ranges are those of the same plan with MinMax ranges,
+    while the int8 tensors keep MovingAverage's (which differ from MinMax's)."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgeexport.export.tflite_export import quantize_int8
+    from edgeexport.int8.layer_names import onnx_layer
+    from edgeexport.int8.precision_plan import PrecisionPlan
+    from edgeexport.int8.quantize_onnx import quantize_onnx
+    _, out, _ = exported("mobilenet_v2")
+    calib = inputs_for("mobilenet_v2", dataset["train"]).inputs[:16]
+    fp32 = onnx.load(str(out / "model.fp32.onnx"))
+    conv = [n for n in fp32.graph.node if n.op_type == "Conv"][-5]
+    layer, tensor = onnx_layer(conv.name), conv.output[0]
+    files = {}
+    for ranges, keep in (("MinMax", (layer,)), ("MovingAverage", (layer,)),
+                         ("MovingAverage", ())):
+        plan = PrecisionPlan(keep=keep, ranges=ranges)
+        files[ranges, keep] = (
+            quantize_onnx(out / "model.fp32.onnx", tmp_path / f"{ranges}{len(keep)}.onnx",
+                          calib, "uint8", "int8", ranges, plan),
+            quantize_int8(out / "model.fp32.tflite", calib,
+                          tmp_path / f"{ranges}{len(keep)}.tflite", "int8", plan))
+    fp32.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
+    session = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = np.concatenate([session.run([tensor], {session.get_inputs()[0].name: x[None]})[0]
+                             for x in calib])
+    low, high = min(values.min(), 0.0), max(values.max(), 0.0)
+    scale, zero_point = _uint16_quantizations(files["MovingAverage", (layer,)][0])[tensor]
+    assert scale == pytest.approx((high - low) / 65535, rel=1e-5)
+    assert zero_point == round(-low / scale)
+    minmax_onnx, minmax_tflite = files["MinMax", (layer,)]
+    mixed_onnx, mixed_tflite = files["MovingAverage", (layer,)]
+    plain_onnx, plain_tflite = files["MovingAverage", ()]
+    assert _uint16_quantizations(mixed_onnx) == _uint16_quantizations(minmax_onnx)
+    kept = {name: s for name, s in _tflite_scales(minmax_tflite, np.int16).items()
+            if not name.endswith("_quantized")}  # not the requantized int8 inputs
+    assert kept and all(_tflite_scales(mixed_tflite, np.int16)[name] == s
+                        for name, s in kept.items())
+    int8_minmax, int8_mixed, int8_plain = ({name: s for name, s in _tflite_scales(
+        f, np.int8).items() if not name.endswith("_quantized")}  # kept → int8 requantized
+        for f in (minmax_tflite, mixed_tflite, plain_tflite))
+    assert int8_mixed == {name: int8_plain[name] for name in int8_mixed}
+    assert int8_mixed != {name: int8_minmax[name] for name in int8_mixed}
 
 
 def _consumer_gains(model):
@@ -240,6 +312,7 @@ TOPOLOGICAL = list(ORDER)  # from input to output: layer29 is the last layer
 
 def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAverage"),
                fmt="onnx"):
+    """(shipped plan, its comparison, repair record, cost of a mixed file); every timing 1 ms."""
     from edgeexport.contracts.int8 import ErrorMap, LayerError
     from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.int8.repair import quantize_validated
@@ -250,10 +323,10 @@ def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAver
 
 def test_a_range_method_that_holds_is_shipped_full_int8():
     quantize, evaluate, calls = _fake_run(lambda plan: plan.ranges == "MovingAverage")
-    plan, result, record = _validated(quantize, evaluate)
+    plan, result, record, cost = _validated(quantize, evaluate)
     assert [p.ranges for p in calls] == ["MinMax", "MovingAverage"]
     assert plan.keep == () and result.cosine_mean == 0.99
-    assert record.kept == [] and record.precision == "full int8"
+    assert record.kept == [] and record.precision == "full int8" and cost is None
 
 
 def test_the_ladder_climbs_keeps_the_best_so_far_and_ends_at_every_layer():
@@ -262,13 +335,15 @@ def test_the_ladder_climbs_keeps_the_best_so_far_and_ends_at_every_layer():
     superset of the rung before; the last rung keeps every layer and there it holds."""
     quantize, evaluate, calls = _fake_run(lambda plan: plan.every_layer,
                                           [0.90, 0.93, 0.85, 0.80, 0.91, 0.70, 0.95, 0.60])
-    plan, result, record = _validated(quantize, evaluate)
+    plan, result, record, cost = _validated(quantize, evaluate)
     rungs = [set(p.keep) for p in calls[2:]]
     assert [len(p.keep) for p in calls[:2]] == [0, 0]
     assert all(a <= b for a, b in zip(rungs, rungs[1:]))
     assert rungs[:2] == [{"layer0", "layer29"}, {"layer0", "layer1", "layer29", "layer28"}]
     assert calls[-1].every_layer and rungs[-1] == set(ORDER)
-    assert all(p.ranges == "MinMax" for p in calls[2:])  # kept layers clip nothing
+    # The int8 layers keep the best full-int8 method (the kept ones take the true min/max
+    # inside the quantizers: test_kept_layers_take_the_true_min_max_…).
+    assert all(p.ranges == "MovingAverage" for p in calls[2:])
     best = [a.best_so_far for a in record.attempts]
     assert best == sorted(best) and best[-1] == result.cosine_mean == 0.99
     assert [a.cosine_mean for a in record.attempts][:3] == [0.90, 0.93, 0.85]
@@ -282,7 +357,7 @@ def test_tflite_widens_its_interface_last_and_onnx_has_nothing_wider():
     every layer and refuses beyond it."""
     from edgeexport.core.errors import ValidationError
     quantize, evaluate, calls = _fake_run(lambda plan: plan.wide_io)
-    plan, result, record = _validated(quantize, evaluate, fmt="tflite")
+    plan, result, record, cost = _validated(quantize, evaluate, fmt="tflite")
     assert calls[-2].every_layer and not calls[-2].wide_io
     assert calls[-1].every_layer and calls[-1].wide_io and record.wide_io
     assert record.rung == len(ORDER) and result.cosine_mean == 0.99
@@ -294,10 +369,10 @@ def test_tflite_widens_its_interface_last_and_onnx_has_nothing_wider():
 
 def test_the_ladder_stops_at_the_first_rung_that_holds():
     quantize, evaluate, calls = _fake_run(lambda plan: "layer3" in plan.keep)
-    plan, _, record = _validated(quantize, evaluate)
+    plan, _, record, cost = _validated(quantize, evaluate)
     assert [len(p.keep) for p in calls] == [0, 0, 2, 4, 8]  # rung 4 keeps layer0-3 and 29-26
     assert set(record.kept) == {f"layer{i}" for i in (0, 1, 2, 3, 29, 28, 27, 26)}
-    assert record.latency_before_ms == record.latency_after_ms == 1.0
+    assert cost.before_ms == cost.after_ms == 1.0 and cost.format == "onnx"
 
 
 @pytest.mark.parametrize("mode", ["strict", "off"])

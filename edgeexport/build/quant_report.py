@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from edgeexport.contracts.artifacts import PROFILE, Card, Profile, read_record
+from edgeexport.contracts.artifacts import PROFILE, Card, Profile, RepairCosts, read_record
+from edgeexport.contracts.int8 import RepairCost
 from edgeexport.core.errors import UserError
 from edgeexport.int8.error_map import profile_latency
 
@@ -25,11 +26,15 @@ def load_quant_report(directory: Path) -> dict:
             emap.with_latency(*profiled)
     return {"directory": str(directory), "variant_id": card.variant_id,
             "int8_error_map": dataclasses.asdict(emap),
-            "int8_repair": dataclasses.asdict(card.int8_repair)}
+            "int8_repair": dataclasses.asdict(card.int8_repair),
+            "int8_repair_cost": [dataclasses.asdict(c) for c in
+                                 RepairCosts.in_directory(directory).values()]}
 
 
-def error_map_html(variant_id: str, card: Card, profile: Profile | None) -> str:
-    """The error map as an HTML section, the worst layers highlighted (report.html)."""
+def error_map_html(variant_id: str, card: Card, profile: Profile | None,
+                   costs: dict[str, RepairCost] | None = None) -> str:
+    """The error map as an HTML section, the worst layers highlighted (report.html);
+    ``costs``: the mixed files' measured latency (RepairCosts.in_directory)."""
     import html
     if card.int8_error_map is None or card.int8_repair is None:
         return ""
@@ -54,9 +59,8 @@ def error_map_html(variant_id: str, card: Card, profile: Profile | None) -> str:
                   if repair.precision != "full int8" else "") + "</li>") + "".join(
         f"<li>{esc(r.format)}: {esc(r.ranges)} ranges, {len(r.kept)} layer(s) kept at 16-bit "
         f"activations "
-        f"({esc(', '.join(r.kept))}), cosine {r.cosine_before:.4f} → {r.cosine_after:.4f}, "
-        f"p50 {cell(r.latency_before_ms, '{:.3f}')} → {cell(r.latency_after_ms, '{:.3f}')} ms "
-        f"({esc(r.latency_note)})</li>" for r in repair.formats) or \
+        f"({esc(', '.join(r.kept))}), cosine {r.cosine_before:.4f} → {r.cosine_after:.4f}"
+        + _cost_html((costs or {}).get(r.format)) + "</li>" for r in repair.formats) or \
         ("<li>repair: none needed (every layer plain int8)</li>" if repair.enabled else
          "<li>repair: off (--no-repair, or no --weights: int8 drift not enforced)</li>")
     return (f'<section id="int8-error-map"><h2>int8 error map, {esc(variant_id)}</h2>'
@@ -65,3 +69,13 @@ def error_map_html(variant_id: str, card: Card, profile: Profile | None) -> str:
             f"<li>latency: {esc(source or NO_LATENCY)}</li>{repairs}</ul>"
             "<table><tr><th>layer</th><th>op</th><th>local dB</th><th>ONNX dB</th>"
             f"<th>TFLite dB</th><th>latency ms</th><th>kept</th></tr>{rows}</table></section>")
+
+
+def cost_text(cost: RepairCost | None) -> str:
+    return "" if cost is None else (f", p50 {cost.before_ms:.3f} → {cost.after_ms:.3f} ms "
+                                    f"({cost.note})")
+
+
+def _cost_html(cost: RepairCost | None) -> str:
+    import html
+    return html.escape(cost_text(cost))

@@ -284,8 +284,9 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
         "variants": [dict(dataclasses.asdict(r.entry), separable_ratio=r.analysis.separable_ratio)
                      for r in rows]})
     from edgeexport.build.quant_report import error_map_html
+    from edgeexport.contracts.artifacts import RepairCosts
     error_map = error_map_html(chosen.id, read_record(root / chosen.id, Card),
-                               chosen.profile)
+                               chosen.profile, RepairCosts.in_directory(root / chosen.id))
     write_bytes(root / "report.html", _html(target, notes, head, body,
                                             _plots(rows, target, chosen, reference, where,
                                                    label),

@@ -17,8 +17,10 @@ WORST_SHOWN = 5
 @json_option
 def quant_report(directory, as_json):
     """Per-layer int8 SQNR (ONNX and TFLite side by side), latency, and any repair."""
-    from edgeexport.build.quant_report import NO_LATENCY, load_quant_report
+    from edgeexport.build.quant_report import NO_LATENCY, cost_text, load_quant_report
+    from edgeexport.contracts.artifacts import RepairCosts
     report = load_quant_report(directory)
+    costs = RepairCosts.in_directory(directory)
     if as_json:
         print_json(report)
         return
@@ -37,8 +39,8 @@ def quant_report(directory, as_json):
     for r in repair["formats"]:
         footer.append(f"{r['format']}: {r['ranges']} ranges, kept {len(r['kept'])} layer(s) "
                       f"at 16-bit activations{' (every activation)' if r['every_layer'] else ''}"
-                      f", cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}, "
-                      f"p50 {_ms(r['latency_before_ms'])} → {_ms(r['latency_after_ms'])} ms")
+                      f", cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}"
+                      + cost_text(costs.get(r["format"])))
     if not repair["formats"]:
         footer.append("repair: none needed (every layer plain int8)" if repair["enabled"] else
                       "repair: off (--no-repair, or no --weights: int8 drift not enforced)")
@@ -49,7 +51,3 @@ def quant_report(directory, as_json):
 
 def _db(value) -> str:
     return "—" if value is None else f"{value:.1f}"
-
-
-def _ms(value) -> str:
-    return "?" if value is None else f"{value:.3f}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from edgeexport.contracts.app import AppCard
-from edgeexport.contracts.int8 import ErrorMap, RepairSummary
+from edgeexport.contracts.int8 import ErrorMap, RepairCost, RepairSummary
 from edgeexport.contracts.placement import Placement
 from edgeexport.contracts.tflite import XnnpackDelegation
 from edgeexport.contracts.variant import Variant
@@ -31,6 +31,7 @@ CARD = "card.json"
 PROFILE = "profile.json"
 ESTIMATE = "estimate.json"
 BUILD = "build.json"
+REPAIR_COSTS = "int8_repair_cost.json"
 INDEX = "index.json"
 REPORTS = ("report.html", "report.md", "report.json")
 PRECISIONS = ("int8", "fp32")
@@ -244,9 +245,10 @@ class TfliteInfo:
 @dataclass
 class Card(Record):
     """What an export wrote and how each file was validated; how to call the models.
-    Version 2: int8_repair records range methods, ladder rungs and the precision shipped."""
+    Version 2: int8_repair records range methods, ladder rungs and the precision shipped.
+    Version 3: the repair's measured latency moved out, to RepairCosts."""
     FILE: ClassVar[str] = CARD
-    SCHEMA_VERSION: ClassVar[int] = 2
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     variant: Variant
     params: int
@@ -423,3 +425,19 @@ class Index(Record):
     target: str
     variants: list[IndexEntry]
     failed: dict[str, str]
+
+
+@dataclass
+class RepairCosts(Record):
+    """int8_repair_cost.json beside card.json, when a format shipped a mixed-precision file:
+    what each mixed file costs, measured (contracts.int8.RepairCost)."""
+    FILE: ClassVar[str] = REPAIR_COSTS
+
+    costs: list[RepairCost]
+
+    @classmethod
+    def in_directory(cls, directory: Path) -> dict[str, RepairCost]:
+        """format → its cost; empty when no file there was mixed."""
+        if not (directory / cls.FILE).is_file():
+            return {}
+        return {c.format: c for c in read_record(directory, cls).costs}

@@ -84,15 +84,24 @@ class RepairRecord:
     rung: int = 0  # the ladder's n that held (0: a range method held, nothing kept)
     every_layer: bool = False  # the last rung: every activation 16-bit, not only ``kept``
     wide_io: bool = False  # TFLite: input and output int16 too (the int8 interface capped it)
-    latency_before_ms: float | None = None
-    latency_after_ms: float | None = None
-    latency_note: str = ""
     budget: str = ("range methods in turn, then 1, 2, 4, … layers kept at 16-bit "
                    "activations, up to every layer")
 
     @property
     def mixed(self) -> bool:
         return bool(self.kept)
+
+
+@dataclass
+class RepairCost:
+    """What one format's mixed file costs: p50 latency of the last full-int8 file (before)
+    and of the shipped one (after), measured on the build host (``note``: how). A measurement,
+    so it is written beside card.json (artifacts.RepairCosts), never into it: the same inputs
+    give the same card bytes."""
+    format: str
+    before_ms: float
+    after_ms: float
+    note: str
 
 
 @dataclass

@@ -24,6 +24,7 @@ from edgeexport.contracts.artifacts import (
     ModelInput,
     ModelOutput,
     OnnxInt8Info,
+    RepairCosts,
     TfliteInfo,
     Tolerances,
     write_record,
@@ -267,6 +268,10 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
             for name, path in sorted(files.items()):
                 path.replace(opts.out / name)
             card.files = {name: FileEntry(**file_entry(opts.out / name)) for name in sorted(files)}
+            if int8_stage.costs:
+                write_record(opts.out, RepairCosts(list(int8_stage.costs)))
+            else:
+                (opts.out / RepairCosts.FILE).unlink(missing_ok=True)
             write_record(opts.out, card)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

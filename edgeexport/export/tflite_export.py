@@ -72,16 +72,20 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     samples = [{input_name: x.transpose(1, 2, 0)[None].astype(np.float32)}
                for x in calibration_nchw]
     plan = plan or PrecisionPlan()
-    update = (qsv_utils.min_max_update if plan.ranges == "MinMax"
-              else qsv_utils.moving_average_update)
-    with quiet():
+
+    def calibrated(update) -> dict:
         manager = recipe_manager.RecipeManager()
         manager.load_quantization_recipe(recipe.static_wi8_ai8())
         cal = calibrator.Calibrator(str(fp32_path), num_threads=1, qsv_update_func=update,
                                     mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
         cal.calibrate({signature: samples}, manager)
-        qsvs, config = per_op_layout(cal.get_model_qsvs(), interpreter), recipe.static_wi8_ai8()
-        qsvs, config = plan.litert_recipe(interpreter, qsvs, config)
+        return per_op_layout(cal.get_model_qsvs(), interpreter)
+
+    with quiet():
+        qsvs = calibrated(qsv_utils.min_max_update if plan.ranges == "MinMax"
+                          else qsv_utils.moving_average_update)
+        true_qsvs = calibrated(qsv_utils.min_max_update) if plan.true_ranges() else None
+        qsvs, config = plan.litert_recipe(interpreter, qsvs, recipe.static_wi8_ai8(), true_qsvs)
         q = quantizer.Quantizer(str(fp32_path), config)
         result = q.quantize(qsvs, enable_progress_report=False)
     data, _ = delegable_hard_swish(bytes(result.quantized_model))

@@ -7,7 +7,9 @@
 - ``keep``: module paths whose output tensors are quantized with 16-bit activations instead of
   8 (onnxruntime: a ``TensorQuantOverrides`` quant_type on the tensor; ai-edge-quantizer: an
   int16-activation config for the ops of that module). 16 bits give a heavy-tailed tensor
-  256× finer steps over the same range.
+  256× finer steps over the same range. Kept tensors always take the true min/max
+  (``true_ranges``): a range that clips (MovingAverage, Percentile) clips at 16 bits too,
+  while the int8 tensors around them keep ``ranges``.
 - ``unit_range``: module paths whose outputs are hard-sigmoids, their range forced to [0, 1]
   instead of the calibrated min/max (MobileNetV3's squeeze-excitation gates; the fix that
   rescued V3 int8 in onnxruntime-qnn and NNCF). A default for every V3 export.
@@ -52,8 +54,23 @@ class PrecisionPlan:
 
     # ---- onnxruntime (quantize_static extra_options) ----
 
-    def onnx_tensor_overrides(self, graph, activation_16bit) -> dict:
-        """TensorQuantOverrides for the fp32 graph: 16-bit kept outputs, [0, 1] gates."""
+    def keeps_any(self) -> bool:
+        return bool(self.keep) or self.every_layer
+
+    def true_ranges(self) -> bool:
+        """Whether the kept tensors need min/max ranges other than ``ranges`` gives."""
+        return self.keeps_any() and self.ranges != "MinMax"
+
+    def onnx_kept_tensors(self, graph) -> list[str]:
+        """The output tensors quantized at 16 bits (the hard-sigmoid gates keep [0, 1])."""
+        return [node.output[0] for node in graph.node
+                if onnx_layer(node.name) not in self.unit_range
+                and (self.every_layer or onnx_layer(node.name) in self.keep)]
+
+    def onnx_tensor_overrides(self, graph, activation_16bit,
+                              true_ranges: dict[str, tuple[float, float]] | None = None) -> dict:
+        """TensorQuantOverrides for the fp32 graph: 16-bit kept outputs (at ``true_ranges``,
+        tensor → (min, max), where given), [0, 1] gates."""
         import numpy as np
         overrides = {}
         for node in graph.node:
@@ -64,17 +81,27 @@ class PrecisionPlan:
                     {"rmin": np.float32(0), "rmax": np.float32(1),
                      **(wide if self.every_layer or layer in self.keep else {})}]
             elif layer in self.keep or self.every_layer:
+                if true_ranges and node.output[0] in true_ranges:
+                    low, high = true_ranges[node.output[0]]
+                    wide = {**wide, "rmin": np.float32(low), "rmax": np.float32(high)}
                 overrides[node.output[0]] = [wide]
         return overrides
 
     # ---- ai-edge-quantizer ----
 
     def tflite_keep_regex(self, interpreter, layer_names) -> str | None:
-        """A regex matching the op scopes of the kept modules and of the ops reading their
-        outputs (ai-edge-quantizer's scope: the op's output tensor names, each followed by
-        ``;``). The readers are kept too: an int8 reader would requantize the 16-bit tensor
-        to 8 bits over the same range, and the fine steps would be lost before they are
-        used (onnxruntime's reader takes the 16-bit tensor as it is)."""
+        """A regex matching the op scopes of the kept tensors (ai-edge-quantizer's scope: the
+        op's output tensor names, each followed by ``;``)."""
+        kept = self.tflite_kept_tensors(interpreter, layer_names)
+        if not kept:
+            return None
+        return "^(" + "|".join(re.escape(t) for t in kept) + ");$"
+
+    def tflite_kept_tensors(self, interpreter, layer_names) -> list[str]:
+        """The output tensors of the kept modules and of the ops reading them. The readers
+        are kept too: an int8 reader would requantize the 16-bit tensor to 8 bits over the
+        same range, and the fine steps would be lost before they are used (onnxruntime's
+        reader takes the 16-bit tensor as it is)."""
         names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
         known = module_prefixes(layer_names)
         ops = interpreter._get_ops_details()
@@ -82,10 +109,7 @@ class PrecisionPlan:
                    if tflite_layer(names[o], known) in self.keep}
         readers = {names[o] for op in ops if any(names.get(i) in written for i in op["inputs"])
                    for o in op["outputs"]}
-        kept = sorted(written | readers)
-        if not kept:
-            return None
-        return "^(" + "|".join(re.escape(t) for t in kept) + ");$"
+        return sorted(written | readers)
 
     def tflite_unit_range(self, qsvs: dict, module_outputs: dict[str, str]) -> dict:
         """Calibrated min/max with each hard-sigmoid module's output tensor set to [0, 1]
@@ -100,12 +124,18 @@ class PrecisionPlan:
                                "max": np.ones_like(qsv["max"])}
         return out
 
-    def litert_recipe(self, interpreter, qsvs: dict, config) -> tuple[dict, list]:
-        """The calibrated ranges and the static int8 recipe, adjusted by this plan."""
+    def litert_recipe(self, interpreter, qsvs: dict, config,
+                      true_qsvs: dict | None = None) -> tuple[dict, list]:
+        """The calibrated ranges and the static int8 recipe, adjusted by this plan.
+        ``true_qsvs``: min/max ranges over the calibration set, taken by the kept tensors."""
         from ai_edge_quantizer import qtyping, recipe_manager
 
         from edgeexport.int8.layer_names import tflite_module_outputs
         layers = list(self.keep) + list(self.unit_range)
+        if true_qsvs is not None:
+            kept = (true_qsvs if self.every_layer
+                    else self.tflite_kept_tensors(interpreter, layers))
+            qsvs = {**qsvs, **{t: true_qsvs[t] for t in kept if t in true_qsvs}}
         qsvs = self.tflite_unit_range(qsvs, tflite_module_outputs(interpreter, layers))
         regex = ".*" if self.every_layer else self.tflite_keep_regex(interpreter, layers)
         if regex is None:

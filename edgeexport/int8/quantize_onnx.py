@@ -51,8 +51,11 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
         rewritten, prepared = Path(tmp) / "rewritten.onnx", Path(tmp) / "prepared.onnx"
         onnx.save(int8_friendly(onnx.load(str(fp32_path))), str(rewritten))
         quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=True)
-        overrides = (plan.onnx_tensor_overrides(onnx.load(str(prepared)).graph, wide)
-                     if plan else {})
+        graph = onnx.load(str(prepared)).graph
+        true_ranges = (_true_ranges(prepared, plan.onnx_kept_tensors(graph), calibration,
+                                    input_name, Path(tmp))
+                       if plan and plan.true_ranges() else None)
+        overrides = plan.onnx_tensor_overrides(graph, wide, true_ranges) if plan else {}
         # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             quantize_static(
@@ -70,6 +73,19 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                                "TensorQuantOverrides": overrides})
         _normalise(out_tmp)
     return out_path
+
+
+def _true_ranges(prepared: Path, tensors: list[str], calibration: np.ndarray,
+                 input_name: str, tmp: Path) -> dict[str, tuple[float, float]]:
+    """Min/max of ``tensors`` over the calibration set (onnxruntime's MinMax calibrator)."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    with contextlib.redirect_stdout(io.StringIO()), _no_logging():
+        calibrator = create_calibrator(str(prepared), augmented_model_path=str(
+            tmp / "augmented.onnx"), calibrate_method=CalibrationMethod.MinMax)
+        calibrator.collect_data(_Reader(calibration, input_name))
+        data = calibrator.compute_data()
+    return {t: tuple(float(np.asarray(v).reshape(-1)[0]) for v in data[t].range_value)
+            for t in tensors if t in data}
 
 
 @contextlib.contextmanager

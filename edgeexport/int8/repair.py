@@ -27,7 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from edgeexport.contracts.int8 import FULL_INT8, MIXED, Attempt, ErrorMap, RepairRecord
+from edgeexport.contracts.int8 import (
+    FULL_INT8,
+    MIXED,
+    Attempt,
+    ErrorMap,
+    RepairCost,
+    RepairRecord,
+)
 from edgeexport.core.errors import ValidationError
 from edgeexport.core.validate import INT8_MIN_TOP1_AGREEMENT, Comparison, int8_holds
 from edgeexport.int8.precision_plan import PrecisionPlan
@@ -112,20 +119,22 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
                        mode: str, methods: tuple[str, ...],
                        order: Callable[[], tuple[list[str], ErrorMap]],
                        timer: Callable[[Path], float], topological: list[str],
-                       start: int = 0) -> tuple[Path, Comparison, RepairRecord | None]:
+                       start: int = 0
+                       ) -> tuple[Path, Comparison, RepairRecord | None, RepairCost | None]:
     """Quantize with each range method in turn until one holds ``min_cosine``; when none does,
     climb the ladder (``mode`` "repair"), or refuse naming the worst layers ("strict", "off").
     ``topological``: every layer from input to output. ``start``: begin the ladder at the
-    rung of this many layers (the other format's: both formats drift alike). Returns the shipped file, its comparison and, when
-    more than the first method was tried, the record of what was done."""
+    rung of this many layers (the other format's: both formats drift alike). Returns the
+    shipped file, its comparison, when more than the first method was tried the record of
+    what was done, and for a mixed file what it costs (measured)."""
     steps = Ladder(fmt, quantize, evaluate, min_cosine)
     best = None
     for method in methods:
         path, result = steps.attempt(plan.with_ranges(method))
         if steps.holds(result):
             if len(steps.attempts) == 1:
-                return path, result, None
-            return path, result, _record(fmt, plan.with_ranges(method), steps, result)
+                return path, result, None, None
+            return path, result, _record(fmt, plan.with_ranges(method), steps, result), None
         if best is None or result.cosine_mean > best[1].cosine_mean:
             best = (method, result)
     method, first = best
@@ -139,10 +148,13 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
                "--no-repair refuses it (without it, those layers would be kept at 16 bits)"))
     # The last full-int8 file, timed to state what the repair costs (ranges barely move it).
     before_ms = timer(path)
-    # Kept layers take the true min/max: a range that clips (MovingAverage, Percentile) clips
-    # at 16 bits too. Measured on a trained V3-Large with MovingAverage ranges: full int8
-    # 0.9728, every layer at 16 bits 0.9725; with MinMax ranges 0.829 and 0.995.
-    base = plan.with_ranges("MinMax" if "MinMax" in methods else methods[0])
+    # The int8 layers keep the best range method, the kept ones take the true min/max
+    # (PrecisionPlan.true_ranges): a range that clips clips at 16 bits too. Measured on a
+    # trained V3-Large with MovingAverage ranges: full int8 0.9728, every layer at 16 bits
+    # 0.9725; with MinMax ranges 0.829 and 0.995. With MinMax for the int8 layers too, a
+    # seed-1 V3-Large's rungs of 39 and 77 layers gave 0.83, under its MovingAverage full
+    # int8 (0.953).
+    base = plan.with_ranges(method)
     layers, _ = order()
     tail = [layer for layer in reversed(topological) if layer in set(layers)]
     for n, kept in _rungs(fmt, base, layers, tail, start):
@@ -151,11 +163,11 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
             record = _record(fmt, kept, steps, result)
             record.cosine_before, record.rung = first.cosine_mean, n
             record.every_layer, record.wide_io = kept.every_layer, kept.wide_io
-            record.latency_before_ms, record.latency_after_ms = before_ms, timer(path)
-            record.latency_note = (f"measured on the build host: p50 of {TIMING_RUNS} runs "
-                                   f"after {TIMING_WARMUP} warm-up, 1 thread, full int8 "
-                                   f"({methods[-1]} ranges) before, mixed after")
-            return path, result, record
+            cost = RepairCost(fmt, before_ms, timer(path),
+                              f"measured on the build host: p50 of {TIMING_RUNS} runs after "
+                              f"{TIMING_WARMUP} warm-up, 1 thread, full int8 "
+                              f"({methods[-1]} ranges) before, mixed after")
+            return path, result, record, cost
     raise ValidationError(f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} "
                           f"(tolerance {min_cosine}) even with every layer at 16-bit activations "
                           f"({steps.tried()})")

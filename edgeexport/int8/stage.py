@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeexport.contracts.int8 import ErrorMap, RepairRecord, RepairSummary
+from edgeexport.contracts.int8 import ErrorMap, RepairCost, RepairRecord, RepairSummary
 from edgeexport.contracts.variant import Analysis
 from edgeexport.core.validate import Comparison
 from edgeexport.int8.error_map import measure_error_map
@@ -43,6 +43,7 @@ class Int8Stage:
         self.enforced = enforced
         self.ranges = ranges
         self.records: list[RepairRecord] = []
+        self.costs: list[RepairCost] = []  # of the mixed files: measured, not in the card
         self._order: tuple[list[str], ErrorMap] | None = None
 
     def onnx(self, quantize: Callable[[PrecisionPlan], Path],
@@ -65,13 +66,15 @@ class Int8Stage:
             return path, evaluate(path), plan
         # The second format starts its ladder at the rung where the first one held.
         start = max((r.rung for r in self.records), default=0)
-        path, result, record = quantize_validated(
+        path, result, record, cost = quantize_validated(
             fmt, self.plan, quantize, evaluate, self.min_cosine, self.mode, methods,
             self._repair_order, p50_timer(runtime),
             [row["name"] for row in self.analysis["layers"]], start)
         if record is None:
             return path, result, self.plan.with_ranges(methods[0])
         self.records.append(record)
+        if cost is not None:
+            self.costs.append(cost)
         return path, result, replace(self.plan.with_ranges(record.ranges).with_keep(
             record.kept), every_layer=record.every_layer, wide_io=record.wide_io)
 
