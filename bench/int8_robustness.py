@@ -4,7 +4,7 @@ defaults; per network the full-int8 MinMax cosine, the shipped cosine and top-1 
 PyTorch, the plan (full int8 with which ranges, or how many layers kept), and the shares that
 ship full int8, mixed, refused.
 
-    python bench/int8_robustness.py [--families mobilenet_v3_large] [--seeds 0 1 2]
+    python bench/int8_robustness.py [--families mobilenet_v3_large] [--seeds 0 1 2] [--jobs 2]
 
 Recipes: "converged" (AdamW, warm-up + cosine decay, tests.trained's step counts) and
 "short" (a quarter of the steps at a constant rate 2e-3: heavy-tailed activations).
@@ -59,10 +59,37 @@ def export(family, weights, data, out) -> dict | str:
     return json.loads(proc.stdout) if proc.returncode == 0 else proc.stderr.strip()
 
 
+def network(family, recipe, seed, data, root, x) -> tuple[str, str, str]:
+    """Train and export one network: (its name, its printed line, what it shipped)."""
+    name = f"{family} {recipe} seed {seed}"
+    weights = train(family, recipe, seed, data, root / name.replace(" ", "_"))
+    out = root / (name.replace(" ", "_") + "_out")
+    card = export(family, weights, data, out)
+    if isinstance(card, str):
+        return name, f"{name:40s} refused: {card[:120]}", "refused"
+    model = load_trained(family, weights)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    outs = (ort_outputs(out / "model.int8.onnx", x), litert_outputs(out / "model.int8.tflite", x))
+    agree = min(float(np.mean(ref.argmax(1) == o.argmax(1))) for o in outs)
+    repair = card["int8_repair"]
+    first = min((r["attempts"][0]["cosine_mean"] for r in repair["formats"]),
+                default=card["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"])
+    plan = "; ".join(f"{r['format']} {r['ranges']} {len(r['kept'])} kept"
+                     + (" (every layer)" if r["every_layer"] else "")
+                     + (" (16-bit I/O)" if r["wide_io"] else "")
+                     for r in repair["formats"]) or "full int8, MinMax"
+    line = (f"{name:40s} {first:7.4f} {cosine(ref, outs[0]):7.4f} "
+            f"{cosine(ref, outs[1]):7.4f} {agree:6.3f}  {plan}")
+    return name, line, repair["precision"]
+
+
 def main() -> None:
+    from concurrent.futures import ThreadPoolExecutor
     parser = argparse.ArgumentParser()
     parser.add_argument("--families", nargs="+", default=FAMILIES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="networks trained side by side")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="int8-robustness-"))
     data = root / "data"
@@ -70,32 +97,14 @@ def main() -> None:
     write_dataset(data / "eval", 50, 80, seed=1)
     shipped = {"full int8": 0, "mixed": 0, "refused": 0}
     print(f"{'network':40s} {'MinMax':>7s} {'onnx':>7s} {'tflite':>7s} {'agree':>6s}  plan")
-    for family in args.families:
-        x = inputs_for(family, data / "eval").inputs
-        for recipe in RECIPES:
-            for seed in args.seeds:
-                name = f"{family} {recipe} seed {seed}"
-                weights = train(family, recipe, seed, data, root / name.replace(" ", "_"))
-                card = export(family, weights, data, root / (name.replace(" ", "_") + "_out"))
-                if isinstance(card, str):
-                    shipped["refused"] += 1
-                    print(f"{name:40s} refused: {card[:120]}")
-                    continue
-                model = load_trained(family, weights)
-                with torch.no_grad():
-                    ref = model(torch.from_numpy(x)).numpy()
-                out = root / (name.replace(" ", "_") + "_out")
-                outs = (ort_outputs(out / "model.int8.onnx", x),
-                        litert_outputs(out / "model.int8.tflite", x))
-                agree = min(float(np.mean(ref.argmax(1) == o.argmax(1))) for o in outs)
-                repair = card["int8_repair"]
-                first = min((r["attempts"][0]["cosine_mean"] for r in repair["formats"]),
-                            default=card["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"])
-                plan = "; ".join(f"{r['format']} {r['ranges']} {len(r['kept'])} kept"
-                                 for r in repair["formats"]) or "full int8, MinMax"
-                shipped[repair["precision"]] += 1
-                print(f"{name:40s} {first:7.4f} {cosine(ref, outs[0]):7.4f} "
-                      f"{cosine(ref, outs[1]):7.4f} {agree:6.3f}  {plan}", flush=True)
+    todo = [(family, recipe, seed) for family in args.families for recipe in RECIPES
+            for seed in args.seeds]
+    evalsets = {family: inputs_for(family, data / "eval").inputs for family in args.families}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for _, line, precision in pool.map(
+                lambda job: network(*job, data, root, evalsets[job[0]]), todo):
+            shipped[precision] += 1
+            print(line, flush=True)
     total = sum(shipped.values())
     print("shipped: " + ", ".join(f"{k} {v}/{total}" for k, v in shipped.items()))
 
