@@ -6,19 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from edgeexport.core.validate import INT8_MIN_COSINE, INT8_MIN_TOP1_AGREEMENT
+from edgeexport.core.validate import INT8_MIN_TOP1_AGREEMENT
 from edgeexport.inputs.imagesets import list_images
 from edgeexport.models import family as get_family
 from tests.conftest import run_cli
 from tests.synthetic_data import CLASSES
 from tests.trained import FAMILIES, RES, cosine, inputs_for, is_mixed, litert_outputs
 
-# Two runtimes running one int8 file are two int8 readings of the same fp32 function: they
-# are held to each other as the export holds an int8 file to its fp32 network (their kernels
-# round differently: measured, tflite-runtime 2.14 vs LiteRT on a seed-1 V2's int8 file,
-# outputs up to 55 steps apart, 33% identical, cosine 0.996, top-1 agreement 0.99; a seed-1
-# run gave 0.97 on another network, near-ties flipping either way).
+# Two runtimes running one int8 file are two int8 readings of the same fp32 function: their
+# predictions are held to each other as the export holds an int8 file's to its fp32 network.
+# Their outputs differ by the kernels' rounding, accumulated through the network: measured
+# (tflite-runtime 2.14 vs LiteRT, 200 images), a seed-1 V2's int8 file 33% of the outputs
+# identical, up to 55 steps apart, cosine 0.996, top-1 agreement 0.99; a seed-2 V3-Large's
+# cosine 0.978 (0.971 and 0.982 against fp32), agreement 0.99; seed 1 gave agreement 0.97 on
+# another network. RUNTIMES_MIN_COSINE tells that noise from a broken op's (QEMU's `max` core,
+# which misruns LiteRT's int8 kernels, gave top-1 agreement of 0–6%).
 MIN_AGREEMENT = INT8_MIN_TOP1_AGREEMENT
+RUNTIMES_MIN_COSINE = 0.95
 # The export holds its files to top-1 agreement ≥ 0.95 with PyTorch on its validation images;
 # MediaPipe is fed other crops of them (the full frame, resized by MediaPipe).
 MIN_AGREEMENT_FULL_FRAME = 0.93
@@ -115,8 +119,9 @@ def test_app_file_takes_uint8_pixels_and_adds_no_xnnpack_partition(family, expor
     assert inp["dtype"] == np.uint8 and list(inp["shape"]) == [1, 64, 64, 3]
     assert inp["quantization"] == (1.0, 0)  # the tensor holds the pixels themselves
     _, int8_partitions = delegate_nodes(out / "model.int8.tflite")
-    assert app_partitions == int8_partitions  # the normalisation splits nothing
-    if family == "mobilenet_v2":
+    if not is_mixed(card, "app"):  # same plan: the normalisation splits nothing
+        assert app_partitions == int8_partitions
+    if family == "mobilenet_v2" and not is_mixed(card, "tflite") and not is_mixed(card, "app"):
         assert app_partitions == 1
     assert card["app_tflite"]["app"]["xnnpack"]["partitions"] == app_partitions
 
@@ -130,8 +135,10 @@ def test_card_lists_the_app_file_and_the_runtime_each_file_needs(exported):
     # FULLY_CONNECTED litert-torch writes is version 5 (keep_num_dims) → 2.0.0
     # (runtime_version.cc); nothing in a MobileNetV2 needs more.
     assert needs["model.int8.tflite"]["op_versions"]["CONV_2D"] == 3
-    if is_mixed(card, "tflite"):  # 16x8 operator versions are not in the copied tables
-        for name in ("model.int8.tflite", "model.app.tflite"):
+    if is_mixed(card, "tflite") or is_mixed(card, "app"):
+        # 16x8 operator versions are not in the copied tables
+        for name in ("model.int8.tflite", "model.app.tflite")[
+                0 if is_mixed(card, "tflite") else 1:]:
             assert needs[name]["min_runtime"] is None
             assert any("int16" in k for k in needs[name]["limiting"])
         return
@@ -154,12 +161,15 @@ def test_tflite_runtime_2_14_agrees_with_litert(family, exported, dataset,
     images = inputs_for(family, dataset["eval"]).inputs
     inputs = model_inputs(out, images)
     assert set(inputs) == set(CHECKED_FILES)
-    if is_mixed(card, "tflite"):
+    # A mixed file (the app file shares the TFLite file's plan, or has a repair of its own).
+    mixed = ({"model.int8.tflite", "model.app.tflite"} if is_mixed(card, "tflite") else
+             {"model.app.tflite"} if is_mixed(card, "app") else set())
+    if mixed:
         # Measured: 2.14 has no int8 → int16 QUANTIZE; the card claims no runtime version.
         with pytest.raises(UserError, match="QUANTIZE"):
             run_other_runtime(tflite_runtime_python, out, inputs)
-        assert card["app_tflite"]["runtime_requirements"]["model.int8.tflite"][
-            "min_runtime"] is None
+        needs = card["app_tflite"]["runtime_requirements"]
+        assert all(needs[name]["min_runtime"] is None for name in mixed)
         return
     version, theirs = run_other_runtime(tflite_runtime_python, out, inputs)
     assert version == "2.14.0"
@@ -170,7 +180,7 @@ def test_tflite_runtime_2_14_agrees_with_litert(family, exported, dataset,
         similarity = cosine(ours.astype(np.float32) - zero_point,
                             theirs[name].astype(np.float32) - zero_point)
         agreement = np.mean(ours.argmax(1) == theirs[name].argmax(1))
-        assert similarity >= INT8_MIN_COSINE, f"{family} {name}: cosine {similarity}"
+        assert similarity >= RUNTIMES_MIN_COSINE, f"{family} {name}: cosine {similarity}"
         assert agreement >= MIN_AGREEMENT, f"{family} {name}: {agreement}"
 
 

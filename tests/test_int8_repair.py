@@ -385,3 +385,37 @@ def test_strict_and_no_repair_refuse_naming_the_worst_layers(mode):
     assert "\n" not in message and "layer0 (10.0 dB), layer1 (11.0 dB), layer2 (12.0 dB)" \
         in message
     assert all(p.keep == () for p in calls)
+
+
+def test_the_app_file_climbs_on_from_the_rung_after_the_tflite_files(monkeypatch, tmp_path):
+    """The app file (pixels in, calibrated through its normalisation) is quantized with the
+    int8 TFLite file's plan first; when that misses the tolerance, the ladder goes on from the
+    rung after the TFLite file's, not from the start, and the card records an "app" step."""
+    import types
+
+    import edgeexport.int8.stage as stage_module
+    from edgeexport.contracts.int8 import MIXED, ErrorMap, LayerError, RepairRecord
+    from edgeexport.int8.precision_plan import PrecisionPlan
+    from edgeexport.int8.repair import rung
+    monkeypatch.setattr(stage_module, "p50_timer", lambda runtime: lambda path: 1.0)
+    analysis = types.SimpleNamespace(to_json=lambda: {"layers": [
+        {"name": name, "activation_bytes_int8": 1} for name in ORDER]})
+    stage = stage_module.Int8Stage(torch.nn.Identity(), analysis, tmp_path, np.zeros(1), 0.98,
+                                   "repair", True, None)
+    emap = ErrorMap.of([LayerError(name, "conv", 10.0 + i) for i, name in enumerate(ORDER)], 4)
+    stage._order = (ORDER, emap)
+    tail = list(reversed(TOPOLOGICAL))
+    tflite_kept = rung(ORDER, tail, 4)
+    stage.records.append(RepairRecord("tflite", "MovingAverage", tflite_kept, MIXED, 0.9, 0.99,
+                                      [], rung=4))
+    tflite_plan = PrecisionPlan(keep=tuple(tflite_kept), ranges="MovingAverage")
+    quantize, evaluate, calls = _fake_run(lambda plan: len(plan.keep) >= 16)
+    path, result, plan = stage.app(quantize, evaluate, tflite_plan)
+    assert calls[0] == tflite_plan
+    assert [len(p.keep) for p in calls[1:]] == [0, 16]  # its full int8, then rung 8
+    assert set(plan.keep) == set(rung(ORDER, tail, 8)) and plan.ranges == "MovingAverage"
+    assert [r.format for r in stage.records] == ["tflite", "app"]
+    assert stage.records[-1].rung == 8 and result.cosine_mean == 0.99
+    # Where the TFLite file's plan holds, the app file ships it as it is.
+    quantize, evaluate, calls = _fake_run(lambda plan: True)
+    assert stage.app(quantize, evaluate, tflite_plan)[2] == tflite_plan and len(calls) == 1

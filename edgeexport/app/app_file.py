@@ -65,15 +65,17 @@ def xnnpack_partitions(path: Path) -> dict:
 
 
 def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
-                     held_out: ImageSet, reference: np.ndarray, staging: Path,
-                     check_int8: Callable, describe: dict, int8_file: Path,
-                     plan: PrecisionPlan, quantize_int8: Callable
-                     ) -> tuple[Path, Comparison, AppTflite]:
+                  held_out: ImageSet, reference: np.ndarray, staging: Path,
+                  check_int8: Callable, describe: dict, int8_file: Path,
+                  plan: PrecisionPlan, quantize_int8: Callable,
+                  validated: Callable | None = None) -> tuple[Path, Comparison, AppTflite]:
     """Pixel input on the fp32 file, quantize with ``int8_file``'s precision plan (its range
     method, hard-sigmoid ranges and repaired layers), give uint8 pixel I/O, embed metadata,
     validate against PyTorch. ``describe``: name/description/version/author/license/labels
     for the metadata. ``quantize_int8``: tflite_export's, passed in (that stage calls this
-    one)."""
+    one). ``validated(quantize, evaluate, plan)`` → (path, comparison, plan): the int8
+    stage's check of the app file, which may climb the repair ladder past ``plan``
+    (edgeexport.int8.stage); default: ``plan`` as it is."""
     from edgeexport.tflite.metadata import ModelDescription, embed_metadata
     from edgeexport.tflite.pixel_input import pixel_input
     from edgeexport.tflite.uint8 import uint8_interface
@@ -81,31 +83,43 @@ def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
     fp32 = staging / "app.fp32.tflite"
     write_bytes(fp32, pixel_input(fp32_file.read_bytes(), prep.mean, prep.std))
     pixels = to_pixels(calib, prep).transpose(0, 3, 1, 2).astype(np.float32)
-    int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", plan)
-    fp32.unlink()
-    data = uint8_interface(int8.read_bytes(), input_quantization=PIXEL_QUANTIZATION)
-    int8.unlink()
     description = ModelDescription(**describe, mean=prep.mean, std=prep.std)
-    data, metadata_summary = embed_metadata(data, description)
     path = staging / APP_TFLITE
-    write_bytes(path, data)
+    metadata_summary = {}
 
+    def quantize(plan: PrecisionPlan) -> Path:
+        int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", plan)
+        data = uint8_interface(int8.read_bytes(), input_quantization=PIXEL_QUANTIZATION)
+        int8.unlink()
+        data, summary = embed_metadata(data, description)
+        metadata_summary.update(summary)
+        write_bytes(path, data)
+        return path
+
+    def evaluate(path: Path) -> Comparison:
+        return compare("pytorch fp32", reference, APP_TFLITE,
+                       run_app(path, to_pixels(held_out, prep)), held_out.labels)
+
+    if validated is None:
+        def validated(quantize, evaluate, plan):
+            return quantize(plan), None, plan
+    path, comparison, app_plan = validated(quantize, evaluate, plan)
+    fp32.unlink()
     summary = read_tflite(path)
-    problems = summary.full_integer_problems("uint8", mixed=bool(plan.keep))
+    problems = summary.full_integer_problems("uint8", mixed=bool(app_plan.keep))
     if problems:
         raise ValidationError(f"{APP_TFLITE} is not fully integer: {'; '.join(problems)}")
     xnnpack = xnnpack_partitions(path)
-    # The normalisation must not split the graph: the app file gets as many XNNPACK partitions
-    # as model.int8.tflite (1 for V1/V2; V3's int8 HARD_SWISH is not delegated by this
-    # XNNPACK, a property of the int8 graph). XNNPACK converts float↔int8 but not
-    # uint8↔int8: the two boundary QUANTIZE ops run on the built-in kernels.
+    # The normalisation must not split the graph: with the same precision plan, the app file
+    # gets as many XNNPACK partitions as model.int8.tflite (1 for V1/V2; V3's int8 HARD_SWISH
+    # is not delegated by this XNNPACK, a property of the int8 graph). XNNPACK converts
+    # float↔int8 but not uint8↔int8: the two boundary QUANTIZE ops run on the built-in
+    # kernels. (A repair of the app file's own keeps more 16-bit ops, outside XNNPACK.)
     int8_split = xnnpack_partitions(int8_file)
-    if xnnpack["partitions"] != int8_split["partitions"]:
+    if app_plan == plan and xnnpack["partitions"] != int8_split["partitions"]:
         raise ValidationError(f"{APP_TFLITE}: XNNPACK runs it in {xnnpack['partitions']} "
                               f"partition(s), model.int8.tflite in {int8_split['partitions']}")
-    candidate = run_app(path, to_pixels(held_out, prep))
-    validation = check_int8(compare("pytorch fp32", reference, APP_TFLITE, candidate,
-                                    held_out.labels))
+    validation = check_int8(comparison or evaluate(path))
     interpreter = litert_interpreter(path)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     out_scale, out_zero = out["quantization"]

@@ -55,6 +55,8 @@ from edgeexport.targets import Target
 FORMATS = artifacts.FORMATS
 SYNTHETIC_CALIBRATION_SIZE = 64
 SYNTHETIC_VALIDATION_SIZE = 16
+# The file each int8 step (contracts.int8.RepairRecord.format) ships.
+SHIPPED = {"onnx": "model.int8.onnx", "tflite": "model.int8.tflite", "app": "model.app.tflite"}
 
 
 @dataclass
@@ -218,7 +220,9 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
                                             check_int8,
                                             app_description(v, labels),
                                             lambda *fns: with_tails(
-                                                lambda: int8_stage.tflite(*fns)))
+                                                lambda: int8_stage.tflite(*fns)),
+                                            lambda *fns: with_tails(
+                                                lambda: int8_stage.app(*fns)))
                 files.update(tflite_info.pop("files"))
                 validation.update(tflite_info.pop("validation"))
                 app_info = AppCard(app=tflite_info.pop("app"),
@@ -229,7 +233,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
             for record in repair_summary.formats:
                 if record.mixed:
                     warnings.append(
-                        f"mixed precision: model.int8.{record.format} keeps {len(record.kept)} "
+                        f"mixed precision: {SHIPPED[record.format]} keeps {len(record.kept)} "
                         f"layer(s) at 16-bit activations"
                         + (" and its input/output at 16 bits inside an 8-bit interface"
                            if record.wide_io else "") + " (full int8 reached cosine "

@@ -137,10 +137,13 @@ def interface(path: Path, prep: Preprocessing) -> dict:
 def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                   held_out: ImageSet, reference: np.ndarray, staging: Path, io_type: str,
                   check_int8: Callable, describe: dict,
-                  validated_int8: Callable | None = None) -> dict:
+                  validated_int8: Callable | None = None,
+                  validated_app: Callable | None = None) -> dict:
     """``describe``: name/description/version/author/license/labels for the app file's
     TFLite Metadata. ``validated_int8(quantize, evaluate)`` → (path, comparison, plan): quantize
-    with a precision plan and repair (edgeexport.int8.stage); default: the plain static int8 recipe."""
+    with a precision plan and repair (edgeexport.int8.stage); default: the plain static int8
+    recipe. ``validated_app(quantize, evaluate, plan)``: the same for the app file, from the
+    int8 file's plan (app_file.make_app_file)."""
     if validated_int8 is None:
         def validated_int8(quantize, evaluate):
             path = quantize(PrecisionPlan())
@@ -164,7 +167,7 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
     from edgeexport.tflite.runtime_version import runtime_requirement
     app, validation[TFLITE_APP_VS_PYTORCH], app_record = make_app_file(
         fp32, prep, calib, held_out, reference, staging, check_int8, describe, int8, plan,
-        quantize_int8)
+        quantize_int8, validated_app)
     requirements = {p.name: runtime_requirement(p) for p in (fp32, int8, app)}
     # ---- end app-ready file ----
     return {

@@ -46,7 +46,7 @@ RANGE_METHODS = {"onnx": ("MinMax", "MovingAverage", "Percentile"),
 MODES = ("repair", "strict", "off")  # --int8 repair|strict, --no-repair
 # After every activation at 16 bits, what a format can still widen: TFLite its int8 I/O
 # (PrecisionPlan.wide_io); onnxruntime's QDQ files have float I/O already.
-WIDER = {"onnx": (), "tflite": ({"wide_io": True},)}
+WIDER = {"onnx": (), "tflite": ({"wide_io": True},), "app": ({"wide_io": True},)}
 SENSITIVITY_BAND_DB = 3.0
 WORST_NAMED = 3  # layers a refusal names
 TIMING_RUNS, TIMING_WARMUP = 30, 5
