@@ -106,7 +106,8 @@ def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
     path, comparison, app_plan = validated(quantize, evaluate, plan)
     fp32.unlink()
     summary = read_tflite(path)
-    problems = summary.full_integer_problems("uint8", mixed=bool(app_plan.keep))
+    problems = summary.full_integer_problems("uint8", mixed=bool(app_plan.keep),
+                                             float_islands=bool(app_plan.float_layers))
     if problems:
         raise ValidationError(f"{APP_TFLITE} is not fully integer: {'; '.join(problems)}")
     xnnpack = xnnpack_partitions(path)

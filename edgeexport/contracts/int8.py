@@ -68,6 +68,7 @@ class Attempt:
     cosine_mean: float
     top1_agreement: float
     best_so_far: float
+    float: int = 0  # layers left out of quantization (the ladder's float rungs)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class RepairRecord:
     rung: int = 0  # the ladder's n that held (0: a range method held, nothing kept)
     every_layer: bool = False  # the last rung: every activation 16-bit, not only ``kept``
     wide_io: bool = False  # TFLite: input and output int16 too (the int8 interface capped it)
+    float_layers: list[str] = field(default_factory=list)  # left out of quantization
     budget: str = ("range methods in turn, then 1, 2, 4, … layers kept at 16-bit "
                    "activations, up to every layer")
 

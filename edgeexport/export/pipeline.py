@@ -236,7 +236,9 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
                         f"mixed precision: {SHIPPED[record.format]} keeps {len(record.kept)} "
                         f"layer(s) at 16-bit activations"
                         + (" and its input/output at 16 bits inside an 8-bit interface"
-                           if record.wide_io else "") + " (full int8 reached cosine "
+                           if record.wide_io else "")
+                        + (f", {len(record.float_layers)} of them in float"
+                           if record.float_layers else "") + " (full int8 reached cosine "
                         f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
                         f"{opts.min_cosine}); --int8 strict refuses instead")
             on_stage("card")

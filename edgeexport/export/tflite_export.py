@@ -158,7 +158,8 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
         lambda path: compare("pytorch fp32", reference, "model.int8.tflite",
                              run_litert(path, held_out.inputs), held_out.labels))
     summary = read_tflite(int8)
-    problems = summary.full_integer_problems(io_type, mixed=bool(plan.keep))
+    problems = summary.full_integer_problems(io_type, mixed=bool(plan.keep),
+                                             float_islands=bool(plan.float_layers))
     if problems:
         raise ValidationError(f"model.int8.tflite is not fully integer: {'; '.join(problems)}")
     validation[TFLITE_INT8_VS_PYTORCH] = check_int8(int8_comparison)

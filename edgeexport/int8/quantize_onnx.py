@@ -63,8 +63,11 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 # U8S8 on x86 without VNNI multiplies in saturating 16-bit pairs: measured
                 # here (AMD EPYC), a trained V3-Small fell to cosine 0.90 with 8-bit weights
-                # and kept 0.998 with 7-bit ones. onnxruntime's documented remedy.
-                reduce_range=activation_type == "uint8",
+                # and kept 0.998 with 7-bit ones. onnxruntime's documented remedy. With every
+                # activation at 16 bits no U8S8 kernel runs (16-bit islands run in float),
+                # so the weights keep their 8th bit.
+                reduce_range=activation_type == "uint8" and not (plan and plan.every_layer),
+                nodes_to_exclude=plan.onnx_float_nodes(graph) if plan else [],
                 activation_type=qtype[activation_type], weight_type=qtype[weight_type],
                 calibrate_method=getattr(CalibrationMethod, method.replace(
                     "MovingAverage", "MinMax")),

@@ -102,15 +102,16 @@ class Ladder:
         result = self.evaluate(path)
         best = max([a.cosine_mean for a in self.attempts] + [result.cosine_mean])
         self.attempts.append(Attempt(plan.ranges, len(plan.keep), result.cosine_mean,
-                                     result.top1_agreement, best))
+                                     result.top1_agreement, best, len(plan.float_layers)))
         return path, result
 
     def holds(self, result: Comparison) -> bool:
         return int8_holds(result, self.min_cosine)
 
     def tried(self) -> str:
-        return ", ".join(f"{a.ranges} {a.kept} kept → {a.cosine_mean:.4f}, "
-                         f"{a.top1_agreement:.3f}" for a in self.attempts)
+        return ", ".join(f"{a.ranges} {a.kept} kept" + (f", {a.float} float" if a.float else "")
+                         + f" → {a.cosine_mean:.4f}, {a.top1_agreement:.3f}"
+                         for a in self.attempts)
 
 
 def quantize_validated(fmt: str, plan: PrecisionPlan,
@@ -157,12 +158,13 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
     base = plan.with_ranges(method)
     layers, _ = order()
     tail = [layer for layer in reversed(topological) if layer in set(layers)]
-    for n, kept in _rungs(fmt, base, layers, tail, start):
+    for n, kept in _rungs(fmt, base, layers, tail, start, topological):
         path, result = steps.attempt(kept)
         if steps.holds(result):
             record = _record(fmt, kept, steps, result)
             record.cosine_before, record.rung = first.cosine_mean, n
             record.every_layer, record.wide_io = kept.every_layer, kept.wide_io
+            record.float_layers = list(kept.float_layers)
             cost = RepairCost(fmt, before_ms, timer(path),
                               f"measured on the build host: p50 of {TIMING_RUNS} runs after "
                               f"{TIMING_WARMUP} warm-up, 1 thread, full int8 "
@@ -170,13 +172,16 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
             return path, result, record, cost
     raise ValidationError(f"{fmt} int8 drifts: mean cosine {first.cosine_mean:.4f} "
                           f"(tolerance {min_cosine}) even with every layer at 16-bit activations "
-                          f"({steps.tried()})")
+                          f"and then in float ({steps.tried()})")
 
 
-def _rungs(fmt: str, base: PrecisionPlan, layers: list[str], tail: list[str], start: int):
+def _rungs(fmt: str, base: PrecisionPlan, layers: list[str], tail: list[str], start: int,
+           everything: list[str]):
     """(n, plan) the ladder tries, each plan keeping more than the one before: rung n for n = 1,
     2, 4, … (from ``start``), every activation (ops of no analysed layer too), then what the
-    format can widen beyond that (``WIDER``)."""
+    format can widen beyond that (``WIDER``), then float islands: the n most sensitive and
+    n last layers left out of quantization, n = 1, 2, 4, … up to every layer, where the file
+    computes what the fp32 one does."""
     for n in ladder(len(layers)):
         if n < start and n != len(layers):
             continue
@@ -187,6 +192,9 @@ def _rungs(fmt: str, base: PrecisionPlan, layers: list[str], tail: list[str], st
             for widen in WIDER[fmt]:
                 kept = replace(kept, **widen)
                 yield n, kept
+            for m in ladder(len(layers))[:-1]:
+                yield n, kept.with_float(rung(layers, tail, m))
+            yield n, kept.with_float(everything)  # every module
         else:
             yield n, kept
 

@@ -99,7 +99,8 @@ class Int8Stage:
         if cost is not None:
             self.costs.append(cost)
         return replace(self.plan.with_ranges(record.ranges).with_keep(record.kept),
-                       every_layer=record.every_layer, wide_io=record.wide_io)
+                       every_layer=record.every_layer, wide_io=record.wide_io,
+                       float_layers=tuple(record.float_layers))
 
     def _repair_order(self) -> tuple[list[str], ErrorMap]:
         """(repair order, error map) from the int8 ONNX the ladder starts from. The ONNX step

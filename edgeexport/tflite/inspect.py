@@ -33,10 +33,12 @@ class TfliteSummary:
     def op_histogram(self) -> dict[str, int]:
         return dict(sorted(Counter(op.kind for op in self.ops).items()))
 
-    def full_integer_problems(self, io_type: str, mixed: bool = False) -> list[str]:
+    def full_integer_problems(self, io_type: str, mixed: bool = False,
+                              float_islands: bool = False) -> list[str]:
         """Why this is not a fully integer model with ``io_type`` I/O (empty list: it is).
         ``mixed``: a mixed-precision plan (repair), whose 16-bit islands may run ops that
-        have no int16 kernel (HARD_SWISH) in float between DEQUANTIZE and QUANTIZE."""
+        have no int16 kernel (HARD_SWISH) in float between DEQUANTIZE and QUANTIZE;
+        ``float_islands``: its float rungs, whose convolutions keep float weights."""
         problems = []
         want = io_type.upper()
         if any(t != want for t in self.input_types + self.output_types):
@@ -48,7 +50,8 @@ class TfliteSummary:
         if self.float_tensors_in_ops and not mixed:
             problems.append(f"float tensors in ops: {', '.join(self.float_tensors_in_ops[:5])}")
         for op in self.ops:
-            if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and not op.weight_channels_quantized:
+            if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and not op.weight_channels_quantized \
+                    and not float_islands:
                 problems.append(f"op {op.index} {op.kind} weights are not per-channel")
                 break
         return problems
