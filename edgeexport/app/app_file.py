@@ -5,7 +5,8 @@ loads without writing any preprocessing of its own.
 - The per-channel normalisation (x / 255 − mean) / std is part of the network: a MUL and an
   ADD put in front of ``model.fp32.tflite`` (edgeexport.tflite.pixel_input), quantized with the rest.
 - Output: the class logits, uint8 (dequantize with the output's scale and zero point); no
-  softmax, as in every other file of the export.
+  softmax, as in every other file of the export. float32 when the repair needed it
+  (PrecisionPlan.float_output: the card says so).
 - TFLite Metadata embedded (edgeexport.tflite.metadata), labels as an associated file.
 """
 from __future__ import annotations
@@ -89,7 +90,8 @@ def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
 
     def quantize(plan: PrecisionPlan) -> Path:
         int8 = quantize_int8(fp32, pixels, staging / "app.int8.tflite", "int8", plan)
-        data = uint8_interface(int8.read_bytes(), input_quantization=PIXEL_QUANTIZATION)
+        data = uint8_interface(int8.read_bytes(), input_quantization=PIXEL_QUANTIZATION,
+                               float_output=plan.float_output)
         int8.unlink()
         data, summary = embed_metadata(data, description)
         metadata_summary.update(summary)
@@ -134,7 +136,11 @@ def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
         output={"shape": [int(d) for d in out["shape"]], "dtype": "uint8",
                 "scores": "logits (no softmax)", "scale": float(out_scale),
                 "zero_point": int(out_zero),
-                "dequantize": "logits = (q - zero_point) * scale"},
+                "dequantize": "logits = (q - zero_point) * scale"}
+        if not app_plan.float_output else  # the repair's last widening
+        {"shape": [int(d) for d in out["shape"]], "dtype": "float32",
+         "scores": "logits (no softmax)", "dequantize": "none: the output is float32 "
+         "(an 8-bit output could not hold the tolerance)"},
         xnnpack={**xnnpack, "model.int8.tflite_partitions": int8_split["partitions"],
                  "measured_with": "ai-edge-litert Interpreter, default XNNPACK delegate, "
                                   "_get_ops_details() DELEGATE count"},

@@ -89,9 +89,15 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
         q = quantizer.Quantizer(str(fp32_path), config)
         result = q.quantize(qsvs, enable_progress_report=False)
     data, _ = delegable_hard_swish(bytes(result.quantized_model))
-    if io_type == "uint8" or plan.wide_io:  # wide_io: int16 I/O requantized to 8 bits
+    if io_type == "uint8" or plan.wide_io or plan.float_layers:
+        # wide_io: int16 I/O requantized to 8 bits; float rungs: an output left in float by
+        # the quantizer, quantized to 8 bits over its calibrated range.
         from edgeexport.tflite.uint8 import eight_bit_interface
-        data = eight_bit_interface(data, io_type)
+        outputs = {d["name"]: (float(np.min(qsvs[d["name"]]["min"])),
+                               float(np.max(qsvs[d["name"]]["max"])))
+                   for d in interpreter.get_output_details()
+                   if d["name"] in qsvs and not plan.float_output}
+        data = eight_bit_interface(data, io_type, output_ranges=outputs)
     write_bytes(path, data)
     return path
 

@@ -59,10 +59,12 @@ class Int8Stage:
     def app(self, quantize: Callable[[PrecisionPlan], Path],
             evaluate: Callable[[Path], Comparison], plan: PrecisionPlan
             ) -> tuple[Path, Comparison, PrecisionPlan]:
-        """The app file (pixels in), first with ``plan``, the int8 TFLite file's. It is
+        """The app file (pixels in), first with ``plan``, the int8 TFLite file's (but its
+        I/O width). It is
         calibrated through its normalisation ops, so it can miss the tolerance where that
         file held (measured: a seed-2 trained network, 0.9791): then the ladder climbs on
         from the rung after the TFLite file's."""
+        plan = replace(plan, wide_io=False)  # its input is pixels (repair.WIDER)
         path = quantize(plan)
         result = evaluate(path)
         if not self.enforced or int8_holds(result, self.min_cosine):
