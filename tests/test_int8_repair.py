@@ -419,3 +419,38 @@ def test_the_app_file_climbs_on_from_the_rung_after_the_tflite_files(monkeypatch
     # Where the TFLite file's plan holds, the app file ships it as it is.
     quantize, evaluate, calls = _fake_run(lambda plan: True)
     assert stage.app(quantize, evaluate, tflite_plan)[2] == tflite_plan and len(calls) == 1
+
+
+def test_the_ladders_last_rung_is_the_fp32_function(exported, dataset, tmp_path):
+    """Every module in float (the ladder's last rung): the ONNX file computes what the fp32
+    file computes (nothing left to quantize: it holds by construction); the TFLite file keeps
+    its int8 interface (the ops at its input and output stay quantized), every convolution
+    past the first in float."""
+    import onnx
+
+    from edgeexport.core.runtimes import litert_interpreter
+    from edgeexport.export.tflite_export import quantize_int8
+    from edgeexport.int8.precision_plan import PrecisionPlan
+    from edgeexport.int8.quantize_onnx import quantize_onnx
+    _, out, _ = exported("mobilenet_v2")
+    modules = [row["name"] for row in json.loads((out / "analysis.json").read_text())["layers"]]
+    calib = inputs_for("mobilenet_v2", dataset["train"]).inputs[:16]
+    x = inputs_for("mobilenet_v2", dataset["eval"]).inputs[:32]
+    plan = PrecisionPlan(keep=tuple(modules), every_layer=True, float_layers=tuple(modules))
+    onnx_file = quantize_onnx(out / "model.fp32.onnx", tmp_path / "float.onnx", calib, "uint8",
+                              "int8", "MinMax", plan)
+    assert not [n for n in onnx.load(str(onnx_file)).graph.node if "Quantize" in n.op_type]
+    fp32 = ort_outputs(out / "model.fp32.onnx", x)
+    assert np.abs(ort_outputs(onnx_file, x) - fp32).max() <= 1e-5 * np.abs(fp32).max()
+    tflite_file = quantize_int8(out / "model.fp32.tflite", calib, tmp_path / "float.tflite",
+                                "int8", plan)
+    interpreter = litert_interpreter(tflite_file)
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    model_input = interpreter.get_input_details()[0]["index"]
+    convs = [op for op in interpreter._get_ops_details()
+             if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+             and model_input not in op["inputs"]]
+    assert len(convs) > 10
+    assert all(tensors[op["inputs"][1]]["dtype"] == np.float32 for op in convs)
