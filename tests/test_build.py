@@ -230,34 +230,157 @@ def test_two_weights_files_for_one_variant_are_refused(tmp_path):
     assert_one_line_error(proc, "mobilenet_v1_0.25.pt", "mobilenet_v1_0.250.safetensors")
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("chromium is not installed: `make test` installs Debian's chromium")
+def _records(root: Path, vid: str) -> dict:
+    """A variant's own files, read here as plain JSON (not through edgeexport's readers)."""
+    return {name.split(".")[0]: json.loads((root / vid / name).read_text())
+            for name in ("card.json", "profile.json", "estimate.json", "analysis.json")}
 
 
-def test_report_html_renders_its_plots_in_a_real_browser(built, tmp_path):
+def _num(x: float) -> str:
+    """The page's number format (report.js: num), with JavaScript's toFixed: the exact binary
+    value, a tie rounded away from zero (35.25 → "35.3", where Python's format gives 35.2)."""
+    from decimal import ROUND_HALF_UP, Decimal
+    a = abs(x)
+    digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def test_report_html_is_self_contained_and_reproducible(built, tmp_path):
+    """Offline by construction: no URL, no external script, style or font; a sensible size;
+    the same build renders the same bytes (here, in another process than the build's)."""
+    from edgeexport.build.report import write_reports
+    from edgeexport.contracts.artifacts import Index, read_record
+    from edgeexport.targets import load_target
     out, _ = built
-    page = out / "rpi4" / "report.html"
-    proc = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
-         "--v=0", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120)
-    dom = proc.stdout
-    assert 'data-plots="' in dom, proc.stderr[-2000:]
-    plots = int(dom.split('data-plots="')[1].split('"')[0])
-    rendered = int(dom.split('data-plots-rendered="')[1].split('"')[0])
-    assert plots >= 6 and rendered == plots
-    console_errors = [line for line in proc.stderr.splitlines()
-                      if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)]
-    assert console_errors == []
-    # The report is self-contained: no external resources.
-    html = page.read_text()
-    assert "http://" not in html and "https://" not in html
+    page = (out / "rpi4" / "report.html").read_bytes()
+    text = page.decode()
+    for banned in ("http://", "https://", "//cdn", "<link", "@import", "url(", "<img",
+                   "<iframe", "fonts.g"):
+        assert banned not in text, banned
+    assert " src=" not in text  # every script inline
+    assert len(page) < 3_000_000 / 10  # 4 variants; the default 40-variant sweep: docs/guide
+    copy = tmp_path / "rpi4"
+    shutil.copytree(out / "rpi4", copy)
+    (copy / "report.html").unlink()
+    write_reports(copy, load_target("rpi4"), read_record(copy, Index))
+    assert (copy / "report.html").read_bytes() == page
+
+
+def test_report_html_explored_in_a_real_browser(built, tmp_path):
+    """Sorting, filtering, a tooltip on hover and a click into a variant's layers, with real
+    mouse events in headless Chromium; every figure checked against the build's own files."""
+    from tests.browser import Browser
+    out, _ = built
+    root = out / "rpi4"
+    rec = {vid: _records(root, vid) for vid in IDS}
+    p50 = {v: r["profile"]["measurements"]["onnxruntime_int8"]["end_to_end"]["p50_ms"]
+           for v, r in rec.items()}
+    est = {v: r["estimate"]["estimates"]["int8"]["end_to_end"]["latency_ms"]
+           for v, r in rec.items()}
+    browser = Browser(tmp_path / "chromium")
+    try:
+        browser.open((root / "report.html").as_uri())
+        browser.wait_for("document.body.dataset.ready === '1'")
+        shown = ("[...document.querySelectorAll('#variant-table tbody tr')]"
+                 ".filter(r => !r.hidden).map(r => r.dataset.id)")
+        assert browser.js(shown) == IDS  # the index's order
+
+        # A header click sorts by that column (again: reversed), by the files' figures.
+        heads = browser.js("[...document.querySelectorAll('#variant-table th')]"
+                           ".map(th => th.textContent)")
+        for head, figure in (("int8 p50 here (ms)", p50), ("est. int8 rpi4 (ms)", est)):
+            th = f"#variant-table thead th:nth-child({heads.index(head) + 1})"
+            browser.click(th)
+            assert browser.js(shown) == sorted(IDS, key=figure.get), head
+            assert browser.js(f"document.querySelector('{th}').getAttribute('aria-sort')") \
+                == "ascending"
+            browser.click(th)
+            assert browser.js(shown) == sorted(IDS, key=figure.get, reverse=True), head
+
+        # The filter narrows the table and the plots alike.
+        browser.click("#filter")
+        browser.call("Input.insertText", session=True, text="v3_small")
+        small = [v for v in sorted(IDS, key=est.get, reverse=True) if "v3_small" in v]
+        assert browser.js(shown) == small
+        points = "[...document.querySelectorAll('#scatter circle.pt')].map(c => c.dataset.id)"
+        assert sorted(browser.js(points)) == sorted(small)
+        browser.js("(f => { f.value = ''; f.dispatchEvent(new Event('input')); })"
+                   "(document.getElementById('filter'))")
+        assert sorted(browser.js(points)) == sorted(IDS)
+
+        # Hover: the highest point of latency-vs-MACs is the slowest variant by profile.json;
+        # its tooltip names it and says how its latency was measured.
+        slowest = max(IDS, key=p50.get)
+        highest = browser.js("[...document.querySelectorAll('#scatter circle.pt')].sort((a, b)"
+                             " => a.getBoundingClientRect().top - b.getBoundingClientRect().top)"
+                             "[0].dataset.i")
+        assert browser.js("document.getElementById('tip').hidden") is True
+        browser.hover(f'#scatter circle.pt[data-i="{highest}"]')
+        browser.wait_for("!document.getElementById('tip').hidden")
+        tip = browser.js("[...document.querySelectorAll('#tip div')].map(d => d.textContent)")
+        card, profile = rec[slowest]["card"], rec[slowest]["profile"]
+        run = profile["measurements"]["onnxruntime_int8"]["end_to_end"]
+        variant = card["variant"]
+        assert tip[0] == slowest
+        assert f"α {variant['alpha']:g} · {variant['resolution']} px" in tip[1]
+        latency = next(line for line in tip if line.startswith("latency "))
+        assert latency.endswith(" ms: onnxruntime int8 p50, measured here")
+        assert float(latency.split()[1]) == pytest.approx(run["p50_ms"], rel=0.01, abs=1e-3)
+        how = tip[tip.index(latency) + 1]
+        assert how.startswith("MEASURED here") and f"{run['threads']} thread(s)" in how
+        assert f"p50 of {run['runs']} runs after {run['warmup']} warm-up" in how
+        estimate = est[slowest]
+        assert f"{_num(estimate)} ms: int8, estimated for rpi4" in tip
+        assert f"{_num(card['macs'] / 1e6)} M MACs" in " ".join(tip)
+        random = card["weights"]["sha256"] is None
+        accuracy = next(line for line in tip if line.startswith("accuracy: "))
+        assert card["weights"]["source"] in accuracy
+        assert ("random weights" in accuracy) == random
+        browser.call("Input.dispatchMouseEvent", session=True, type="mouseMoved", x=2, y=2)
+        browser.wait_for("document.getElementById('tip').hidden")
+
+        # Pareto: points only for variants with a published top-1 (the shipped MLPerf table).
+        from edgeexport.build.report import reference_table
+        published = {(r["family"], r["alpha"], r["resolution"]) for r in reference_table()
+                     if r["precision"] == "int8"}
+        expected = sorted(v for v, r in rec.items() if (r["card"]["variant"]["family"],
+                          r["card"]["variant"]["alpha"], r["card"]["variant"]["resolution"])
+                          in published)
+        assert sorted(browser.js(points.replace("#scatter", "#pareto"))) == expected
+
+        # A click on a point opens that variant's layers: names as its files list them.
+        for vid, target in ((max(IDS, key=lambda v: ("v3_small" in v, v)),
+                             "#scatter circle.pt[data-id=\"{}\"]"),
+                            (min(IDS), "#variant-table tr[data-id=\"{}\"] td:nth-child(3)")):
+            assert browser.js("document.getElementById('layers').dataset.variant") != vid
+            browser.click(target.format(vid))
+            browser.wait_for(f"document.getElementById('layers').dataset.variant === '{vid}'")
+            assert browser.js("location.hash") == f"#v={vid}"
+            assert browser.js("document.getElementById('layers-title').textContent") == \
+                f"Layers: {vid}"
+            layers = browser.js("[...document.querySelectorAll('#layer-table tbody tr')].map("
+                                "r => [r.dataset.layer, r.className, [...r.cells].map("
+                                "c => c.textContent)])")
+            names = [name for name, _, _ in layers]
+            card, profile, analysis = (rec[vid][k] for k in ("card", "profile", "analysis"))
+            order = [x["name"] for x in analysis["layers"]]
+            emap = {x["layer"]: x for x in card["int8_error_map"]["layers"]}
+            timed = {x["name"]: x["latency_ms"]
+                     for x in profile["measurements"]["onnxruntime_int8"]["layers"]
+                     if x["latency_ms"] > 0}
+            assert set(emap) | set(timed) <= set(names) <= set(order)
+            assert names == sorted(names, key=order.index)  # in network order
+            for name, cls, cells in layers:
+                if name in timed:  # the bars' figures: measured int8, from profile.json
+                    assert float(cells[3]) == pytest.approx(timed[name], rel=0.01, abs=1e-3)
+                local = emap.get(name, {}).get("onnx_local_db")
+                assert cells[4] == ("–" if local is None else _num(local)), name
+                assert ("worst" in cls.split()) == (name in card["int8_error_map"]["worst"])
+        # Offline: the page asked for nothing but itself, and ran without an error.
+        assert set(browser.requests) == {(root / "report.html").as_uri()}
+        assert browser.errors == []
+    finally:
+        browser.close()
 
 
 def test_changed_target_file_rebuilds(built, tmp_path):

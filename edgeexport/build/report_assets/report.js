@@ -163,18 +163,19 @@
         return sx(p.x).toFixed(1) + "," + sy(p.y).toFixed(1);
       }).join(" ") + '"></polyline>');
     }
+    out.push("</g>");
+    (cfg.legend || []).forEach(function (item, i) {  // under the points, never in their way
+      out.push('<g class="legend" transform="translate(' + (M.l + 10) + "," +
+               (M.t + 12 + 15 * i) + ')"><circle r="4" fill="' + esc(item[1]) +
+               '"></circle><text x="8" dy="4">' + esc(item[0]) + "</text></g>");
+    });
+    out.push('<g transform="translate(' + M.l + "," + M.t + ')">');
     pts.forEach(function (p, i) {
       out.push('<circle class="pt ' + (p.cls || "") + '" data-i="' + i + '" data-id="' +
                esc(p.id) + '" cx="' + sx(p.x).toFixed(1) + '" cy="' + sy(p.y).toFixed(1) +
                '" r="' + (p.r || 5) + '" fill="' + esc(p.color) + '"></circle>');
     });
     out.push("</g>");
-    var legend = cfg.legend || [];
-    legend.forEach(function (item, i) {
-      out.push('<g transform="translate(' + (M.l + 10) + "," + (M.t + 12 + 15 * i) + ')">' +
-               '<circle r="4" fill="' + esc(item[1]) + '"></circle><text x="8" dy="4">' +
-               esc(item[0]) + "</text></g>");
-    });
     svg.innerHTML = out.join("");
     svg.pointsData = pts;
     markSelected();
