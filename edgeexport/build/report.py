@@ -158,7 +158,7 @@ def _columns(rows: list[Row], target: Target, label: str = "here",
         col(f"est. int8 {target.name} (ms)", [r.estimated("int8") for r in rows], title=est),
         col(f"est. board mJ {target.name}", [r.head.estimated_board_mj.get("int8")
                                                for r in rows],
-            title=f"ESTIMATED: estimated int8 latency × the board power under load"),
+            title="ESTIMATED: estimated int8 latency × the board power under load"),
         col(f"fp32/int8 {label}", [ratio(f, i) for f, i in zip(fp32_here, int8_here)],
             title=f"{here}: onnxruntime fp32 p50 / int8 p50; above 1: int8 is faster",
             in_markdown=False),
