@@ -38,7 +38,9 @@ def repair_lines(repair: RepairSummary, costs: dict[str, RepairCost] | None = No
         " (16-bit activation islands: an integer-only NPU cannot run this file)"
         if repair.precision != "full int8" else "")
     steps = [f"{r.format}: {r.ranges} ranges, {len(r.kept)} layer(s) kept at 16-bit "
-             f"activations ({', '.join(r.kept)}), cosine {r.cosine_before:.4f} → "
+             f"activations ({', '.join(r.kept)})"
+             + (f", {len(r.float_layers)} left in float" if r.float_layers else "")
+             + f", cosine {r.cosine_before:.4f} → "
              f"{r.cosine_after:.4f}" + cost_text((costs or {}).get(r.format))
              for r in repair.formats]
     if not steps:
