@@ -79,14 +79,17 @@ def test_a_v3_with_an_outlier_channel_is_repaired_in_both_formats(exported, trai
         unchanged = original(torch.from_numpy(x)).numpy()
     assert np.abs(reference - unchanged).max() <= 1e-4 * np.abs(unchanged).max()
     repair = card["int8_repair"]
-    assert [r["format"] for r in repair["formats"]] == ["onnx", "tflite"]
+    # The app file shares the TFLite file's plan, or climbs on with a step of its own (its
+    # calibration runs through the pixel normalisation: seed 2's app file needed one).
+    formats = [r["format"] for r in repair["formats"]]
+    assert formats in (["onnx", "tflite"], ["onnx", "tflite", "app"])
     for record in repair["formats"]:
         assert record["kept"][0] == OUTLIER_LAYER
         assert [a["ranges"] for a in record["attempts"]] == ["MinMax"] * len(record["attempts"])
         assert record["cosine_before"] < 0.98 <= record["cosine_after"]
     # What the mixed files cost is measured, so it lies beside the card, not in it.
     costs = json.loads((out / "int8_repair_cost.json").read_text())["costs"]
-    assert [c["format"] for c in costs] == ["onnx", "tflite"]
+    assert [c["format"] for c in costs] == formats
     assert all(c["before_ms"] > 0 and c["after_ms"] > 0 for c in costs)
     assert "_ms" not in json.dumps(repair)
     for got in (ort_outputs(out / "model.int8.onnx", x),
