@@ -186,6 +186,20 @@ def _repair_lines(row: Row) -> list[str]:
     return repair_lines(row.card.int8_repair, RepairCosts.in_directory(row.directory))
 
 
+def _int8_slower_note(rows: list[Row], label: str) -> list[str]:
+    """Variants whose int8 file ran slower than their fp32 one where measured (onnxruntime):
+    on an x86 host with AVX-512 VNNI a V3-Small's was (bench/int8_speed.py)."""
+    slower = []
+    for r in rows:
+        fp32, int8 = r.measured(measurement_key("onnxruntime", "fp32")), r.measured(INT8_HERE)
+        if fp32 and int8 and int8 > fp32:
+            slower.append(f"{r.id} ({fp32 / int8:.2f}×)")
+    if not slower:
+        return []
+    return [f"MEASURED {label}: int8 ran SLOWER than fp32 in onnxruntime for "
+            f"{', '.join(slower)} (fp32 p50 / int8 p50)."]
+
+
 def _energy_note(rows: list[Row], target: Target) -> str:
     """How the board energy figures were made, from the estimates' own records (the power
     of the runtime's fit where it was measured, not the target's generic load power)."""
@@ -216,6 +230,7 @@ def write_reports(root: Path, target: Target, index: Index, chosen_id: str | Non
         "reported but not enforced (untrained networks amplify rounding noise).",
         _energy_note(rows, target),
     ]
+    notes += _int8_slower_note(rows, label)
     columns = _columns(rows, target, label, where)
     if measured_at.device:  # the board's own figures, its state, and the estimate's error
         notes[0] = board_report.note(rows)
