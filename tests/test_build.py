@@ -407,3 +407,24 @@ def test_the_build_key_reads_every_module_that_shapes_a_file():
                 assert f"edgeexport/{stage}/{path.name}" in names
     assert not any(name.startswith(("edgeexport/cli/", "edgeexport/build/")) for name in names)
     assert "edgeexport.models/mobilenet_v3.py" in names and "edgeexport.targets" in names
+
+
+def test_the_report_names_the_variants_whose_int8_ran_slower_than_fp32(built):
+    """Read from each variant's own profile.json: the report's note lists exactly the variants
+    whose onnxruntime int8 p50 exceeded fp32's (and there is no note when none did)."""
+    out, _ = built
+    root = out / "rpi4"
+    slower = []
+    for variant in sorted(p for p in root.iterdir() if (p / "profile.json").is_file()):
+        measured = json.loads((variant / "profile.json").read_text())["measurements"]
+        fp32, int8 = (measured[f"onnxruntime_{p}"]["end_to_end"]["p50_ms"]
+                      for p in ("fp32", "int8"))
+        if int8 > fp32:
+            slower.append(variant.name)
+    notes = [line for line in (root / "report.md").read_text().splitlines() if "SLOWER" in line]
+    if not slower:
+        assert notes == []
+        return
+    assert len(notes) == 1
+    named = [v for v in (p.name for p in root.iterdir() if p.is_dir()) if f"{v} (" in notes[0]]
+    assert sorted(named) == slower
