@@ -41,10 +41,10 @@ from dataclasses import asdict, dataclass
 from importlib import metadata, util
 from pathlib import Path
 
+from edgeexport.contracts.arm import EMULATED_NOTE
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import exclusive, user_cache_dir
 
-EMULATED_NOTE = "emulated: correctness and graph facts only"
 QEMU = "qemu-aarch64-static"
 PYTHON = "usr/bin/python3.11"
 PREFIX = "emulated:"
