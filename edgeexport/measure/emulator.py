@@ -466,3 +466,49 @@ def run(name: str, argv: list[str], timeout: float | None = None,
         raise UserError(f"emulated {board.board}: `{' '.join(map(str, argv[:3]))}` failed: "
                         f"{_last_line(proc.stderr, f'exit {proc.returncode}')}")
     return proc
+
+
+# ---- the board loop: profile and facts, emulated ----
+
+EMULATED_RUNS, EMULATED_WARMUP = 2, 0  # enough to run every kernel; no time is kept
+
+
+def facts(name: str) -> dict:
+    """The emulated board's own `edgeexport device facts --json`, labelled emulated."""
+    board = load(name)
+    out = run(name, ["-m", "edgeexport", "device", "facts", "--json"], timeout=600).stdout
+    return {"device": f"{PREFIX}{board.board}", "emulated": f"{board.title} under QEMU "
+            f"{board.qemu_version} (-cpu {board.core})", "note": EMULATED_NOTE,
+            "facts": json.loads(out)}
+
+
+def profile(name: str, path: Path, target: str, runtime: str | None, precision: str,
+            analysis: Path | None = None) -> dict:
+    """The board's own `edgeexport profile --json` run inside the emulated board, in one
+    process; what it says with every time and energy taken out: which runtime and version
+    ran the file on which core, and its layers. Emulated time is no board's time."""
+    from edgeexport.contracts.artifacts import Measured, decode
+    board = load(name)
+    argv = ["-m", "edgeexport", "profile", Path(path).absolute(), "--precision", precision,
+            "--threads", "1", "--runs", str(EMULATED_RUNS), "--warmup", str(EMULATED_WARMUP),
+            "--target", str(Path(target).absolute()) if target.endswith(".toml") else target,
+            "--here", "--json"]
+    if runtime is not None:
+        argv += ["--runtime", runtime]
+    if analysis is not None:
+        argv += ["--analysis", Path(analysis).absolute()]
+    measured = decode(Measured, json.loads(run(name, argv, timeout=3600).stdout))
+    e2e = measured.end_to_end
+    return {"source": "emulated", "note": EMULATED_NOTE,
+            "where": {"device": f"{PREFIX}{board.board}",
+                      "emulated": f"{board.title} under QEMU {board.qemu_version} "
+                                  f"(-cpu {board.core})",
+                      "machine": measured.board.isa if measured.board else "?"},
+            "model": measured.model, "precision": measured.precision,
+            "runtime": e2e.runtime, "runtime_version": e2e.runtime_version,
+            "runs": e2e.runs, "threads": e2e.threads,
+            "variant": measured.variant and measured.variant.to_json(),
+            "layers": [{"name": r.name, "op": r.op, "macs": r.macs, "params": r.params}
+                       for r in measured.layers],
+            "end_to_end": None, "energy": None,
+            "board": measured.board and measured.board.to_json()}
