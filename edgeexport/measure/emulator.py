@@ -298,10 +298,12 @@ def _board_root(tmp: Path, sysroot: Path, model: BoardModel) -> Path:
     return root
 
 
-def _starts(python: Path, sysroot: Path) -> None:
-    """The emulated python3.11 starts and loads its C modules; else name the missing library."""
-    proc = subprocess.run([str(python), "-c", STARTS], capture_output=True, text=True,
-                          timeout=300, env=_environment())
+def _starts(qemu: str, core: str, sysroot: Path) -> None:
+    """The sysroot's python3.11 starts and loads its C modules (checked before any wheel is
+    fetched); else name the missing library."""
+    proc = subprocess.run([qemu, "-cpu", core, "-L", str(sysroot), str(sysroot / PYTHON),
+                           "-I", "-c", STARTS], capture_output=True, text=True, timeout=300,
+                          env=_environment())
     if proc.returncode == 0:
         return
     missing = re.search(r"([\w.+-]+\.so[\w.]*): cannot open shared object file", proc.stderr)
@@ -324,6 +326,7 @@ def prepare(name: str, core: str | None = None, sysroot: Path | None = None,
     root.mkdir(parents=True, exist_ok=True)
     with exclusive(root, "emulate prepare", lock_file=".lock"):
         sysroot = sysroot.absolute() if sysroot is not None else _make_sysroot(root, log)
+        _starts(qemu, model.core, sysroot)
         site, wheels = _make_site(root, log)
         with _waiting_lock(root / ".package.lock"):
             _package(root)
@@ -348,7 +351,6 @@ def prepare(name: str, core: str | None = None, sysroot: Path | None = None,
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         try:
-            _starts(final / "bin" / "python", sysroot)
             _check_runtimes(final / "bin" / "python", model)
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)  # never leave a board that cannot run
