@@ -54,7 +54,7 @@ LOCK_FILE = ".build.lock"
 # it on the rerun without exporting it again, and `build --device` measures the exports of a
 # local build on a board without exporting them again.
 EXPORTED = ".exported.json"
-MEASUREMENT_ONLY = ("device",)  # inputs that change the measurements, not the files
+MEASUREMENT_ONLY = ("device", "arm_check")  # inputs that change the measurements, not the files
 # Modules that do not shape a variant's files (paths under edgeexport/): changing them
 # rebuilds nothing. Every other module of the package, the models and the targets do.
 NOT_SHAPING = ("__init__.py", "__main__.py", "cli/", "build/", "distribute/", "core/console.py",
@@ -71,6 +71,8 @@ class BuildPlan:
     jobs: int = 1
     formats: tuple[str, ...] = ("onnx", "tflite")
     device: "Device | None" = None  # measure on this board over SSH instead of here
+    # the emulated board (rpi4, rpi5) of the ARM check of every variant (edgeexport.app.arm_check)
+    arm_board: str | None = None
 
 
 @dataclass
@@ -184,6 +186,8 @@ def cache_key(variant: Variant, plan: BuildPlan, calib_digest: str, source: str)
              "target": [plan.target.source, plan.target.cpu], "formats": list(plan.formats)}
     if plan.device is not None:  # measured on a board: not interchangeable with a local build
         parts["device"] = plan.device.name
+    if plan.arm_board is not None:  # its card carries the ARM check of that board
+        parts["arm_check"] = plan.arm_board
     return CacheKey({name: _digest(value) for name, value in parts.items()})
 
 
@@ -283,6 +287,16 @@ def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: CacheK
                                         files=files, farm=farm))
 
 
+def check_on_arm(directory: Path, board: str, on_event, vid: str) -> str | None:
+    """The ARM check of a measured variant into its card; the failure of a file that missed
+    its tolerance on the emulated board (the variant fails like any other validation)."""
+    from edgeexport.app.arm_check import arm_check, record_arm_check
+    on_event(vid, "arm-check", board)
+    check = arm_check(directory, board)
+    record_arm_check(directory, check)
+    return None if check.passed else check.failures[0]
+
+
 class Runner(Protocol):
     """Where a build's exports and measurements run: here (LocalRunner) or on a Dask farm
     (edgeexport.build.farm.FarmRunner). Planning, caching, locking and the index stay in run_build."""
@@ -320,6 +334,11 @@ class LocalRunner:
                                               PROFILE_RUNS, PROFILE_WARMUP)
                             if plan.device is not None else
                             measure_variant(plan.target, directory))
+                if plan.arm_board is not None:
+                    arm_failure = check_on_arm(directory, plan.arm_board, on_event, v.id)
+                    if arm_failure is not None:
+                        yield v, arm_failure
+                        continue
                 seal_variant(v, plan, directory, keys[v.id], measured)
                 yield v, None
             except DeviceError as e:

@@ -48,9 +48,13 @@ from edgeexport.core.errors import UserError
 @click.option("--dry-run", is_flag=True,
               help="say which variants would be (re)built and why; build nothing")
 @device_options
+@click.option("--arm-check", "arm_board", type=click.Choice(["rpi4", "rpi5"]),
+              help="check every variant's files on this emulated board (`device emulate`) "
+                   "against this machine's outputs, into each card's `arm` section "
+                   "(`--device emulated:BOARD` implies it)")
 @json_option
 def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
-          farm, farm_timeout, dry_run, device_spec, ssh_config, as_json):
+          farm, farm_timeout, dry_run, device_spec, ssh_config, arm_board, as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
     from edgeexport.build.sweep import BuildPlan, default_grid, plan_build, run_build
     if weights is not None and not weights.is_dir():
@@ -59,10 +63,22 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
         from edgeexport.inputs.imagesets import list_images
         list_images(calib)
     variants = default_grid(target, models, alpha, resolution, num_classes)
+    from edgeexport.measure import emulator
+    if emulator.is_emulated(device_spec):  # measured here; the emulated board checks the files
+        emulated = emulator.board_model(device_spec).name
+        if arm_board not in (None, emulated):
+            raise UserError(f"--device {device_spec} and --arm-check {arm_board}: one board")
+        arm_board, device_spec = emulated, None
+    if arm_board is not None:
+        if farm:
+            raise UserError("--farm and an ARM check: the check runs on this machine's "
+                            "emulated board, not yet on farm workers")
+        emulator.load(arm_board)  # prepared, or a one-line refusal before any work
     plan = BuildPlan(target=target, variants=variants,
                      out=out, weights_dir=weights, calib=calib, jobs=jobs,
                      formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                     device=resolve_device(device_spec, ssh_config, target))
+                     device=resolve_device(device_spec, ssh_config, target),
+                     arm_board=arm_board)
     if farm and plan.device is not None:
         raise UserError(f"--farm and a device ({plan.device.name}): measure on one or the other")
     root = out / target.name
@@ -86,6 +102,7 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
                "reasons": outcome.reasons,
                "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
+               "arm_check": plan.arm_board,
                "device_error": outcome.device_error,
                "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
     if as_json:

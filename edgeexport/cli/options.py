@@ -84,7 +84,9 @@ def device_options(f):
                      help="OpenSSH client configuration (default: ~/.ssh/config)")(f)
     return click.option("--device", "device_spec", metavar="[USER@]HOST[:PORT]",
                         help="measure on this board over SSH (default: the target file's "
-                             "[device]); host may be a ~/.ssh/config alias")(f)
+                             "[device]); host may be a ~/.ssh/config alias; emulated:rpi4 or "
+                             "emulated:rpi5: an emulated board (`device emulate`), for "
+                             "correctness only, never time")(f)
 
 
 def resolve_device(spec: str | None, ssh_config: Path | None, target):

@@ -35,6 +35,19 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, d
             ssh_config, here, as_json):
     """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
     energy."""
+    from edgeexport.measure import emulator
+    if not here and emulator.is_emulated(device_spec):
+        report = emulator.profile(device_spec, path, target, runtime, precision, analysis)
+        if as_json:
+            print_json(report)
+            return
+        print_table(f"EMULATED on {report['where']['emulated']}: {report['runtime']} "
+                    f"{report['runtime_version']} ran {report['model']} ({report['runs']} "
+                    "runs, no time kept)", ["layer", "op", "MACs", "params"],
+                    [[r["name"], r["op"], r["macs"], r["params"]] for r in report["layers"]],
+                    [f"{report['note']}: no latency, no energy (emulated time is no board's "
+                     "time); `device arm-check` compares its outputs with this machine's"])
+        return
     from edgeexport.targets import load_target
     # --here (as the board runs it on the target file we copied): its [device] is not read; a
     # relative ssh_config there names a file on our side, not the board's.

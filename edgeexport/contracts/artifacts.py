@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from edgeexport.contracts.app import AppCard
+from edgeexport.contracts.arm import ArmCheck
 from edgeexport.contracts.int8 import ErrorMap, RepairCost, RepairSummary
 from edgeexport.contracts.placement import Placement
 from edgeexport.contracts.tflite import XnnpackDelegation
@@ -270,6 +271,9 @@ class Card(Record):
     app_tflite: AppCard | None = None  # model.app.tflite, runtime needs and checks (issue 12)
     int8_error_map: ErrorMap | None = None  # edgeexport.int8.error_map
     int8_repair: RepairSummary | None = None  # repair
+    # board → the emulated ARM check of the files (edgeexport.app.arm_check); emulated:
+    # correctness and graph facts only
+    arm: dict[str, ArmCheck] = field(default_factory=dict)
 
     @property
     def variant_id(self) -> str:

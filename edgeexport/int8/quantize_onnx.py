@@ -119,7 +119,13 @@ def quantized_op_counts(int8_path: Path, threads: int = 1) -> dict[str, dict[str
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.optimized_model_filepath = str(optimized)
         ort.InferenceSession(str(int8_path), so, providers=["CPUExecutionProvider"])
-        ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+        return optimized_op_counts(optimized)
+
+
+def optimized_op_counts(optimized: Path) -> dict[str, dict[str, int]]:
+    """A graph onnxruntime saved after its optimisations (here or on another machine): per
+    op kind, how many nodes run quantized vs float."""
+    ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
     counts = {}
     for op in COUNTED_OPS:
         quantized = sum(ops[kernel] for kernel, base in QUANTIZED_KERNELS.items() if base == op)
