@@ -50,6 +50,8 @@ build: $(VENV)/.installed
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
 # The device tests measure on "a board" served by a real OpenSSH server: Debian's.
 SSHD := $(wildcard /usr/sbin/sshd)
+# The emulated-board tests run Debian's arm64 Python under Debian's qemu-user-static.
+QEMU := $(shell command -v qemu-aarch64-static 2>/dev/null)
 
 # Two pytest processes: the tests that wait on the session's shared trainings, exports and
 # builds, and beside them, at the lowest priority, the tests marked "background" (they need
@@ -61,6 +63,9 @@ ifeq ($(CHROMIUM),)
 endif
 ifeq ($(SSHD),)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
+endif
+ifeq ($(QEMU),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static
 endif
 	export TORCHVISION_REFERENCE=$(TVREF); \
 	  nice -n 10 $(PYTEST) -p no:cacheprovider -m background > $(VENV)/background-tests.log 2>&1 & \
