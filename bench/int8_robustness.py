@@ -78,6 +78,7 @@ def network(family, recipe, seed, data, root, x) -> tuple[str, str, str]:
     plan = "; ".join(f"{r['format']} {r['ranges']} {len(r['kept'])} kept"
                      + (" (every layer)" if r["every_layer"] else "")
                      + (" (16-bit I/O)" if r["wide_io"] else "")
+                     + (f", {len(r['float_layers'])} float" if r["float_layers"] else "")
                      for r in repair["formats"]) or "full int8, MinMax"
     line = (f"{name:40s} {first:7.4f} {cosine(ref, outs[0]):7.4f} "
             f"{cosine(ref, outs[1]):7.4f} {agree:6.3f}  {plan}")
