@@ -9,7 +9,7 @@ import click
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option, target_option, variant_options
 from edgeexport.core.console import print_json, print_table
-from edgeexport.core.validate import INT8_MIN_COSINE
+from edgeexport.core.validate import INT8_MIN_COSINE, int8_holds
 from edgeexport.int8.precision_plan import RANGE_METHODS
 
 
@@ -52,7 +52,7 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
     from edgeexport.analysis.memory import require_memory
     from edgeexport.contracts.variant import Variant
-    from edgeexport.export.pipeline import ExportOptions, run_export
+    from edgeexport.export.pipeline import ExportOptions, run_export, warnings_before
     require_memory([Variant(family, alpha, resolution, num_classes)])  # before any work
     opts = ExportOptions(
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
@@ -63,16 +63,38 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
         calib_method=calib_method or ("MinMax" if no_repair else None))
     stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
         else (lambda s: None)
+    told = warnings_before(opts)
+    for warning in told:  # before the work they explain
+        click.echo(f"warning: {warning}", err=True)
     result = run_export(opts, on_stage=stage)
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        if warning not in told:
+            click.echo(f"warning: {warning}", err=True)
     card = result.card
     if as_json:
         print_json(card.to_json())
         return
-    rows = [[name, v.cosine_mean, v.top1_agreement, v.max_abs_diff]
+    tol = card.tolerances
+    rows = [[name, v.cosine_mean, v.top1_agreement, v.max_abs_diff, check_mark(name, v, tol)]
             for name, v in card.validation.items()]
     print_table(f"{card.variant_id} → {out}",
-                ["validation", "cosine", "top-1 agreement", "max |Δ|"], rows,
-                footer=[f"{name}: {f.bytes:,} bytes, sha256 {f.sha256[:16]}…"
-                        for name, f in card.files.items()])
+                ["validation", "cosine", "top-1 agreement", "max |Δ|", "check"], rows,
+                footer=[f"check: fp32 files max |Δ| ≤ {tol.fp32_max_abs_diff_relative:g} × "
+                        f"max |reference|; int8 files cosine ≥ {tol.int8_min_mean_cosine:g} "
+                        f"and top-1 agreement ≥ {tol.int8_min_top1_agreement:g}"
+                        + ("" if tol.int8_enforced else
+                           " (not enforced: random weights, no --weights)")]
+                + [f"{name}: {f.bytes:,} bytes, sha256 {f.sha256[:16]}…"
+                   for name, f in card.files.items()])
+
+
+def check_mark(name: str, comparison, tolerances) -> str:
+    """"ok", "FAIL", or "not enforced (random weights)" for one validation row, against the
+    tolerances the card states."""
+    if "_fp32_vs_" in name:
+        limit = tolerances.fp32_max_abs_diff_relative * max(1.0, comparison.max_abs_reference)
+        return "ok" if comparison.max_abs_diff <= limit else "FAIL"
+    if int8_holds(comparison, tolerances.int8_min_mean_cosine) and \
+            comparison.top1_agreement >= tolerances.int8_min_top1_agreement:
+        return "ok"
+    return "FAIL" if tolerances.int8_enforced else "not enforced (random weights)"

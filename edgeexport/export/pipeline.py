@@ -124,6 +124,19 @@ def tflite_available() -> str | None:
     return None
 
 
+NO_CALIB_WARNING = ("no --calib: int8 calibrated on SYNTHETIC images; accuracy on real images "
+                    "is not validated")
+NO_WEIGHTS_WARNING = ("no --weights: random network; its int8 drift is reported but not "
+                      "enforced (untrained networks amplify rounding noise, trained ones do not)")
+
+
+def warnings_before(opts: ExportOptions) -> list[str]:
+    """The warnings an export will carry that its options already decide: said before the
+    work they explain (the card carries them too)."""
+    return ([NO_CALIB_WARNING] if opts.calib is None else []) + \
+        ([NO_WEIGHTS_WARNING] if opts.weights is None else [])
+
+
 def run_export(opts: ExportOptions,
                on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
     """One variant exported, validated and described into ``opts.out``; one export at a time
@@ -156,8 +169,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
     on_stage("calibration images")
     calib, held_out = image_sets(opts, prep)
     if calib.synthetic:
-        warnings.append("no --calib: int8 calibrated on SYNTHETIC images; accuracy on real "
-                        "images is not validated")
+        warnings.append(NO_CALIB_WARNING)
     on_stage("model")
     model, weights_info = prepare_model(v, opts.weights, calib.inputs)
     analysis = analyze(v, model)
@@ -167,9 +179,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
 
     enforce_int8 = opts.weights is not None
     if not enforce_int8:
-        warnings.append("no --weights: random network; its int8 drift is reported but not "
-                        "enforced (untrained networks amplify rounding noise, trained ones "
-                        "do not)")
+        warnings.append(NO_WEIGHTS_WARNING)
 
     opts.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=opts.out))
