@@ -52,7 +52,7 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
     """Export a variant to fp32 + int8 ONNX and TFLite, validated, with card.json."""
     from edgeexport.analysis.memory import require_memory
     from edgeexport.contracts.variant import Variant
-    from edgeexport.export.pipeline import ExportOptions, run_export, warnings_before
+    from edgeexport.export.pipeline import ExportOptions, run_export
     require_memory([Variant(family, alpha, resolution, num_classes)])  # before any work
     opts = ExportOptions(
         variant=Variant(family, alpha, resolution, num_classes), target=target, out=out,
@@ -63,13 +63,8 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
         calib_method=calib_method or ("MinMax" if no_repair else None))
     stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
         else (lambda s: None)
-    told = warnings_before(opts)
-    for warning in told:  # before the work they explain
-        click.echo(f"warning: {warning}", err=True)
-    result = run_export(opts, on_stage=stage)
-    for warning in result.warnings:
-        if warning not in told:
-            click.echo(f"warning: {warning}", err=True)
+    result = run_export(opts, on_stage=stage,  # warnings before the work they explain
+                        on_warning=lambda w: click.echo(f"warning: {w}", err=True))
     card = result.card
     if as_json:
         print_json(card.to_json())

@@ -22,9 +22,11 @@ def _resolution(ctx, param, value):
 
 
 def _family(ctx, param, value):
+    from edgeexport.core.errors import did_you_mean
     from edgeexport.models import FAMILIES
     if value not in FAMILIES:
-        raise click.BadParameter(f"unknown model family {value!r} "
+        raise click.BadParameter(f"unknown model family {value!r}"
+                                 f"{did_you_mean(value, FAMILIES) or ''} "
                                  f"(known: {', '.join(FAMILIES)})", ctx, param)
     return value
 

@@ -130,22 +130,20 @@ NO_WEIGHTS_WARNING = ("no --weights: random network; its int8 drift is reported 
                       "enforced (untrained networks amplify rounding noise, trained ones do not)")
 
 
-def warnings_before(opts: ExportOptions) -> list[str]:
-    """The warnings an export will carry that its options already decide: said before the
-    work they explain (the card carries them too)."""
-    return ([NO_CALIB_WARNING] if opts.calib is None else []) + \
-        ([NO_WEIGHTS_WARNING] if opts.weights is None else [])
-
 
 def run_export(opts: ExportOptions,
-               on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
+               on_stage: Callable[[str], None] = lambda stage: None,
+               on_warning: Callable[[str], None] = lambda warning: None) -> ExportResult:
     """One variant exported, validated and described into ``opts.out``; one export at a time
-    per directory (a second fails at once, naming the first: their files would interleave)."""
+    per directory (a second fails at once, naming the first: their files would interleave).
+    ``on_warning``: each warning as soon as it is known, before the work it explains (those
+    the inputs decide once the inputs have been read without error); the card has them all."""
     with exclusive(opts.out, "export"):
-        return _run_export(opts, on_stage)
+        return _run_export(opts, on_stage, on_warning)
 
 
-def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportResult:
+def _run_export(opts: ExportOptions, on_stage: Callable[[str], None],
+                on_warning: Callable[[str], None]) -> ExportResult:
     import torch
 
     from edgeexport.core.runtimes import run_onnx
@@ -201,6 +199,8 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
     validation: dict = {}
     try:
         with reporting_full_disk(opts.out):  # "no space left on DEVICE writing PATH"
+            for warning in warnings:  # the inputs are read: before the work they explain
+                on_warning(warning)
             on_stage("onnx fp32")
             fp32 = export_onnx(exportable, analysis, staging / "model.fp32.onnx")
             fp32_out = run_onnx(fp32, held_out.inputs)
@@ -251,6 +251,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
                            if record.float_layers else "") + " (full int8 reached cosine "
                         f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
                         f"{opts.min_cosine}); --int8 strict refuses instead")
+                    on_warning(warnings[-1])
             on_stage("card")
             card = Card(
                 variant=v, params=analysis.total_params, macs=analysis.total_macs,
