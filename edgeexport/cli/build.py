@@ -10,19 +10,23 @@ from edgeexport.cli.group import main
 from edgeexport.cli.options import (
     _families,
     _number_list,
-    _target,
     device_options,
+    hidden_alias,
     json_option,
     resolve_device,
+    target_option,
 )
 from edgeexport.contracts.variant import MIN_RESOLUTION
 from edgeexport.core.console import print_json
 from edgeexport.core.errors import UserError
 
 
-@main.command()
-@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target)
-@click.option("--models", callback=_families, help="comma-separated families (default: all)")
+@main.command(epilog="Example: edgeexport build --target rpi4 --family mobilenet_v1 --alpha 0.25 "
+                      "--resolution 128 --out dist")
+@target_option()
+@click.option("--family", "models", callback=_families,
+              help="comma-separated families (default: all)")
+@hidden_alias("--models", "--family", "models", callback=_families)
 @click.option("--alpha", callback=_number_list(float, 0, "numbers"),
               help="comma-separated α (default: each family's)")
 @click.option("--resolution", callback=_number_list(int, MIN_RESOLUTION, "integers"),
@@ -33,9 +37,10 @@ from edgeexport.core.errors import UserError
               help="classes of every network (match the --weights)")
 @click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
               help="calibration images (default: synthetic, flagged in every card)")
-@click.option("--formats", default="onnx,tflite", show_default=True)
+@click.option("--formats", default="onnx,tflite", show_default=True,
+              help="comma-separated: onnx, tflite")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default="dist",
-              show_default=True)
+              show_default=True, help="directory; the target's variants go to OUT/<target>/")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="variants exported in parallel here (measurements always run one at a time; "
                    "with --farm, the workers decide)")

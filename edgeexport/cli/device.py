@@ -11,12 +11,12 @@ from edgeexport.cli.options import json_option
 from edgeexport.core.console import print_json, print_table
 
 
-@main.group()
+@main.group(epilog="Example: edgeexport device check pi@raspberrypi.local")
 def device():
     """A board over SSH: what its measurements depend on."""
 
 
-@device.command()
+@device.command(epilog="Example: edgeexport device check pi@raspberrypi.local:22")
 @click.argument("host", metavar="[USER@]HOST[:PORT]")
 @click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False),
               help="OpenSSH client configuration (default: ~/.ssh/config)")
@@ -38,7 +38,7 @@ def check(host, ssh_config, command, as_json):
                 [f"warning: {w}" for w in facts.warnings()] or ["ready to measure"])
 
 
-@device.command()
+@device.command(epilog="Example (on the board): edgeexport device facts --json")
 @json_option
 def facts(as_json):
     """(On the board) this machine's facts that latency measurements depend on."""
@@ -52,7 +52,8 @@ def facts(as_json):
                 [f"warning: {w}" for w in here.warnings()])
 
 
-@device.command()
+@device.command(epilog="Example (on the board): edgeexport device cache "
+                        "<sha256>/model.onnx")
 @click.argument("entries", nargs=-1, required=True)
 @json_option
 def cache(entries, as_json):

@@ -13,7 +13,8 @@ from edgeexport.core.validate import INT8_MIN_COSINE, int8_holds
 from edgeexport.int8.precision_plan import RANGE_METHODS
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport export mobilenet_v2 --alpha 0.35 --resolution 96 "
+                       "--formats onnx,tflite --out out/mnv2")
 @variant_options
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
               help="state_dict: .pt/.pth (loaded with weights_only=True) or .safetensors")
@@ -29,7 +30,7 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
                    "MovingAverage for any but MinMax)")
 @click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="at most this many calibration images")
-@target_option
+@target_option()
 @click.option("--formats", default="onnx,tflite", show_default=True,
               help="comma-separated: onnx, tflite")
 @click.option("--tflite-io", type=click.Choice(["int8", "uint8"]), default=None,
@@ -44,7 +45,8 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
 @click.option("--no-repair", is_flag=True,
               help="one range setting (--calib-method, default MinMax), full int8 or a "
                    "refusal")
-@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="directory receiving the model files, analysis.json and card.json")
 @json_option
 def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
            calib_method, calib_size, target, formats, tflite_io, min_cosine, int8_mode,

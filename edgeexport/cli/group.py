@@ -83,10 +83,14 @@ def commands(group: click.Group, prefix: tuple[str, ...] = ()):
 
 
 def add_verbose_everywhere() -> None:
-    """``--verbose`` on every command (after they are all registered)."""
-    for _, command in commands(main):
+    """``--verbose`` on every command (after they are all registered), and each "Example:"
+    epilog kept on its own lines (click rewraps paragraphs)."""
+    for _, command in [((), main), *commands(main)]:
         if not any(p.name == "verbose" for p in command.params):
             command.params.append(verbose_option())
+        if command.epilog and command.epilog.startswith("Example"):
+            head, _, example = command.epilog.partition(": ")
+            command.epilog = f"\b\n{head}:\n  {example}"
 
 
 def deprecated_alias(command: click.Command, old_name: str) -> None:

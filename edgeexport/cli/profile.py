@@ -8,23 +8,26 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import device_options, json_option, resolve_device
+from edgeexport.cli.options import device_options, json_option, resolve_device, target_option
 from edgeexport.contracts.artifacts import Estimated, Measured
 from edgeexport.core.console import print_json, print_table
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport profile out/mnv2 --runtime litert --threads 4")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--runtime", type=click.Choice(["onnxruntime", "litert"]), default=None,
               help="default: from the file type; onnxruntime for an export directory")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
               show_default=True, help="which model of an export directory")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--target", "-t", default="local", show_default=True,
-              help="board whose power turns latency into energy (built-in name or .toml); "
-                   "its [device] table, if any, is where to measure")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="threads the runtime may use")
+@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True,
+              help="timed runs")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="untimed runs before them")
+@target_option(help="the board the numbers are for (built-in name or .toml; default: "
+                    "$EDGEEXPORT_TARGET, else rpi4): its power gives energy when measured on "
+                    "it, its [device] table, if any, is where to measure", callback=None)
 @click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
               help="analysis.json for a bare model file (per-layer rows by layer name)")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False),
