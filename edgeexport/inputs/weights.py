@@ -79,6 +79,9 @@ def shape_hint(state: dict, expected: dict, family: str | None) -> str | None:
     """"these weights have 10 classes: --num-classes 10" when only the classifier's rows
     differ; "these look like α 0.5 (--alpha 0.5)" when a model of the family at another α has
     the weights' shapes (any class count)."""
+    if set(state) == set(expected) and all(state[k].shape == v.shape
+                                           for k, v in expected.items()):
+        return None  # they fit: nothing to hint
     head = _classifier_key(expected)
     classes = None
     if head is not None and head in state and state[head].dim() == 2:
