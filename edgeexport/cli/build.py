@@ -116,11 +116,18 @@ def _farm_runner(address, timeout):
 
 
 class BuildProgress:
-    """Per-variant stage lines with a progress bar and ETA on a terminal; plain lines else."""
+    """Progress per variant and per stage: each variant is two steps (exported, measured; a
+    cached one both at once), with the elapsed time. On a terminal a rich bar whose line
+    names the latest event; piped, one plain line per event."""
+
+    STEPS = {"exported": 1, "done": 1, "cached": 2}
 
     def __init__(self, plan, enabled: bool) -> None:
+        import time
         self.plan, self.enabled = plan, enabled
-        self.total = len(plan.variants)
+        self.total = 2 * len(plan.variants)
+        self.done_steps, self.steps_of = 0, {}
+        self.started = time.monotonic()
         self.progress = None
 
     def __enter__(self):
@@ -134,7 +141,7 @@ class BuildProgress:
                 TimeRemainingColumn,
             )
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed}/{task.total}"),
+                                     TextColumn("{task.completed}/{task.total} steps"),
                                      TimeElapsedColumn(), TimeRemainingColumn(),
                                      console=Console(stderr=True))
             self.progress.start()
@@ -142,17 +149,22 @@ class BuildProgress:
         return self.on_event
 
     def on_event(self, variant_id: str, stage: str, detail: str) -> None:
+        import time
         if not self.enabled:
             return
+        taken = self.steps_of.get(variant_id, 0)
+        step = 2 - taken if stage == "failed" else self.STEPS.get(stage, 0)
+        self.steps_of[variant_id] = taken + step
+        self.done_steps += step
         line = f"{variant_id}: {stage}" + (f" ({detail})" if detail else "")
         if self.progress is not None:
-            if stage in ("cached", "done", "failed"):
-                self.progress.advance(self.task)
-            self.progress.update(self.task, description=line)
+            self.progress.update(self.task, advance=step, description=line)
             if stage == "failed":
                 self.progress.console.print(f"[red]{line}[/red]")
         else:
-            click.echo(line, err=True)
+            elapsed = time.monotonic() - self.started
+            click.echo(f"[{elapsed:6.1f} s] {line} ({self.done_steps}/{self.total} steps)",
+                       err=True)
 
     def __exit__(self, *exc):
         if self.progress is not None:

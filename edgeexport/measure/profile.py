@@ -230,6 +230,9 @@ def profile(path: Path, target: Target, runtime: str | None = None, precision: s
     the model and its analysis.json apart)."""
     from edgeexport.core.board_facts import gather
     model, runtime, analysis = resolve_model(path, runtime, precision)
+    if not path.is_dir():  # a bare model.fp32.onnx is fp32 whatever --precision says
+        precision = next((p for p in ("int8", "fp32") if model.name.startswith(f"model.{p}.")),
+                         precision)
     if analysis_path is not None:
         analysis = read_analysis_file(analysis_path)
     board = gather()  # before timing: the state the runs start from
