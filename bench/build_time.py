@@ -17,9 +17,10 @@ import time
 def build(args, out):
     cmd = [sys.executable, "-m", "edgeexport", "build", "--target", args.target, "--out", out,
            "--jobs", str(args.jobs), "--json"]
-    for flag in ("models", "alpha", "resolution"):
+    for flag, option in (("models", "--family"), ("alpha", "--alpha"),
+                         ("resolution", "--resolution")):
         if getattr(args, flag):
-            cmd += [f"--{flag}", getattr(args, flag)]
+            cmd += [option, getattr(args, flag)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start

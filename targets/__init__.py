@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeexport.core.board_facts import detect_cpu
 from edgeexport.core.device_address import device_from_table
-from edgeexport.core.errors import UserError
+from edgeexport.core.errors import UserError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -242,7 +242,8 @@ def load_target(name_or_path: str, device: bool = True) -> Target:
         res = resources.files("edgeexport.targets") / f"{name_or_path}.toml"
         text, where = res.read_bytes(), f"{name_or_path}.toml"
     else:
-        raise UserError(f"unknown target {name_or_path!r} (built-in: "
+        raise UserError(f"unknown target {name_or_path!r}"
+                        f"{did_you_mean(name_or_path, builtin_names())} (built-in: "
                         f"{', '.join(builtin_names())}; or a path to a .toml file)")
     try:
         source = text.decode("utf-8")

@@ -166,7 +166,7 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path):
     redoes only the unsealed ones and leaves the sealed ones untouched. ONNX-only variants:
     the build's bookkeeping is under test here, not the files."""
     ids = ["mobilenet_v1_0.25_64", "mobilenet_v1_0.25_80"]
-    grid = ["--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
+    grid = ["--target", "rpi4", "--family", "mobilenet_v1", "--alpha", "0.25",
             "--resolution", "64,80", "--formats", "onnx"]
     out = tmp_path / "dist"
     proc = subprocess.Popen([*EDGEEXPORT, "build", *grid, "--out", str(out), "--json"],
@@ -201,7 +201,7 @@ def test_weights_directory_with_any_spelling_of_alpha(trained, dataset, tmp_path
     wdir = tmp_path / "weights"
     wdir.mkdir()
     shutil.copy(weights, wdir / "mobilenet_v2_0.50.pt")
-    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v2", "--alpha", "0.5",
+    proc = run_cli("build", "--target", "rpi4", "--family", "mobilenet_v2", "--alpha", "0.5",
                    "--resolution", "64", "--num-classes", "4", "--weights", wdir,
                    "--calib", dataset["train"], "--formats", "onnx", "--out", tmp_path / "dist",
                    "--json")
@@ -224,7 +224,7 @@ def test_two_weights_files_for_one_variant_are_refused(tmp_path):
     wdir.mkdir()
     (wdir / "mobilenet_v1_0.25.pt").write_bytes(b"x")
     (wdir / "mobilenet_v1_0.250.safetensors").write_bytes(b"x")
-    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
+    proc = run_cli("build", "--target", "rpi4", "--family", "mobilenet_v1", "--alpha", "0.25",
                    "--resolution", "64", "--weights", wdir, "--out", tmp_path / "dist",
                    check=False)
     assert_one_line_error(proc, "mobilenet_v1_0.25.pt", "mobilenet_v1_0.250.safetensors")

@@ -73,7 +73,7 @@ def test_the_app_developers_snippet_runs_on_an_exported_app_file(tmp_path):
 
     labels = ["cat", "dog", "bird"]
     (tmp_path / "labels.txt").write_text("\n".join(labels) + "\n")
-    run_cli("export", "mobilenet_v1", "-a", "0.25", "-r", "64", "--num-classes", "3",
+    run_cli("export", "mobilenet_v1", "--alpha", "0.25", "--resolution", "64", "--num-classes", "3",
             "--labels", tmp_path / "labels.txt", "--calib-size", "16",
             "--out", tmp_path / "models")
     assert (tmp_path / "models" / "model.app.tflite").is_file()

@@ -109,7 +109,7 @@ def out(tmp_path_factory):
 
 def _args(out, farm, *variants):
     models = ",".join(FAMILY[v] for v in variants)
-    return ["build", "--target", "rpi4", "--models", models, "--alpha", "0.25",
+    return ["build", "--target", "rpi4", "--family", models, "--alpha", "0.25",
             "--resolution", "64", "--formats", "onnx", "--calib", str(farm.calib),
             "--out", str(out), "--farm", farm.address, "--farm-timeout", TIMEOUT, "--json"]
 
@@ -201,7 +201,7 @@ def test_second_build_rebuilds_nothing(farm, out):
 
 def test_no_worker_with_the_target_resource_is_a_one_line_error(farm, tmp_path):
     start = time.monotonic()
-    proc = run_cli("build", "--target", "rpi5", "--models", "mobilenet_v1", "--alpha", "0.25",
+    proc = run_cli("build", "--target", "rpi5", "--family", "mobilenet_v1", "--alpha", "0.25",
                    "--resolution", "64", "--out", tmp_path, "--farm", farm.address,
                    "--farm-timeout", "2", check=False)
     assert_one_line_error(proc, "rpi5", farm.address, "--resources")
@@ -210,7 +210,7 @@ def test_no_worker_with_the_target_resource_is_a_one_line_error(farm, tmp_path):
 
 def test_unreachable_scheduler_is_a_one_line_error(tmp_path):
     address = f"tcp://127.0.0.1:{_free_port()}"
-    proc = run_cli("build", "--target", "rpi4", "--models", "mobilenet_v1", "--alpha", "0.25",
+    proc = run_cli("build", "--target", "rpi4", "--family", "mobilenet_v1", "--alpha", "0.25",
                    "--resolution", "64", "--out", tmp_path, "--farm", address,
                    "--farm-timeout", "2", check=False)
     assert_one_line_error(proc, "scheduler", address)

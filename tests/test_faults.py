@@ -37,7 +37,7 @@ def _workers(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 def test_no_worker_survives_its_killed_build(tmp_path, sig):
-    proc = subprocess.Popen([*EDGEEXPORT, "build", "--models", "mobilenet_v2", "--alpha",
+    proc = subprocess.Popen([*EDGEEXPORT, "build", "--family", "mobilenet_v2", "--alpha",
                              "0.35", "--resolution", "96,112", "--target", "local", "-j", "2",
                              "--out", str(tmp_path / "dist"), "--json"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -112,7 +112,7 @@ def test_alpha_100_is_refused_in_one_line_before_any_work(tmp_path):
     assert_one_line_error(proc, "mobilenet_v2_100_224", "memory", "smaller --alpha")
     assert proc.returncode == 2 and not out.exists()
     assert time.monotonic() - started < 60  # counted on the meta device, not allocated
-    proc = run_cli("build", "--models", "mobilenet_v1", "--alpha", "0.25,100", "--target",
+    proc = run_cli("build", "--family", "mobilenet_v1", "--alpha", "0.25,100", "--target",
                    "local", "--out", out, check=False)
     assert_one_line_error(proc, "mobilenet_v1_100_224", "memory")
     assert not out.exists()  # the small variant was not built either: refused before any work

@@ -85,7 +85,8 @@ def test_profile_runs_with_only_the_device_install(device_venv, exported, tmp_pa
         report = json.loads(proc.stdout)
         assert report["model"] == str(export / model)
         assert len(report["layers"]) > 0 if runtime == "onnxruntime" else report["layers"] == []
-    # Package data (targets) is included: rpi5's board power turns latency into energy.
+    # Package data (targets) is included: rpi5's power table is read (board energy only on
+    # an rpi5's CPU; elsewhere the source says why there is none).
     proc = subprocess.run([exe, "profile", export / "model.int8.onnx", "--runs", "3",
                            "--target", "rpi5", "--json"], capture_output=True, text=True,
                           cwd=tmp_path)

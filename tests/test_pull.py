@@ -54,7 +54,7 @@ def test_pull_by_id_over_http_gives_the_served_bytes(built, server, tmp_path):
     vid = "mobilenet_v1_0.25_96"
     out = tmp_path / "assets"
     report = run_json("pull", vid, "--from", server.url, "--target", "rpi4",
-                      "--format", "int8.tflite", "-o", out)
+                      "--formats", "int8.tflite", "-o", out)
     assert report["variant"] == vid and report["from"] == server.url + "rpi4/index.json"
     assert _pulled_files(out) == ["card.json", "model.int8.tflite"]
     for name in ("model.int8.tflite", "card.json"):
@@ -66,7 +66,7 @@ def test_pull_by_id_over_http_gives_the_served_bytes(built, server, tmp_path):
     # Pulled again: verified in place, nothing fetched.
     before = len(server.log)
     again = run_json("pull", vid, "--from", server.url + "rpi4/index.json",
-                     "--format", "int8.tflite", "-o", out)
+                     "--formats", "int8.tflite", "-o", out)
     assert [f["status"] for f in again["files"]] == ["unchanged", "unchanged"]
     assert [p for p, _ in server.log[before:]] == ["/rpi4/index.json"]
 
@@ -75,7 +75,7 @@ def test_pull_by_id_over_http_gives_the_served_bytes(built, server, tmp_path):
 def test_every_format_comes_with_its_card(built, server, tmp_path, fmt):
     dist, _ = built
     vid = "mobilenet_v3_small_0.25_64"
-    report = run_json("pull", vid, "--from", server.url + "rpi4/", "--format", fmt,
+    report = run_json("pull", vid, "--from", server.url + "rpi4/", "--formats", fmt,
                       "-o", tmp_path)
     name = f"model.{fmt}"
     assert _pulled_files(tmp_path) == sorted(["card.json", name])
@@ -96,7 +96,7 @@ def test_budget_without_published_top1_picks_the_most_macs_that_fit(built, serve
     budget = (estimates[1] + estimates[2]) / 2
     expected = _expected_by_budget(index, budget, lambda v: v["headline"]["macs"])
     report = run_json("pull", "--from", server.url, "--target", "rpi4", "--max-latency-ms",
-                      budget, "--format", "int8.tflite", "-o", tmp_path)
+                      budget, "--formats", "int8.tflite", "-o", tmp_path)
     assert report["variant"] == expected
     choice = report["choice"]
     assert choice["by"] == "budget" and choice["latency"]["kind"] == "estimated"
@@ -129,7 +129,7 @@ def test_budget_picks_the_best_published_top1_that_fits(built_128, tmp_path):
             expected = _expected_by_budget(
                 index, budget, lambda v: _reference_top1(v["variant"], quantized=True))
             report = run_json("pull", "--from", s.url, "--target", "rpi4", "--max-latency-ms",
-                              budget, "--format", "int8.onnx", "-o", tmp_path / str(budget))
+                              budget, "--formats", "int8.onnx", "-o", tmp_path / str(budget))
             assert report["variant"] == expected
             acc = report["choice"]["accuracy"]
             chosen = next(v for v in index["variants"] if v["id"] == expected)
@@ -139,7 +139,7 @@ def test_budget_picks_the_best_published_top1_that_fits(built_128, tmp_path):
         assert report["variant"] == "mobilenet_v1_0.5_128"
         # fp32 files are ranked on the float checkpoint's figure.
         report = run_json("pull", "--from", s.url + "rpi4/index.json", "--max-latency-ms", 1e3,
-                          "--format", "fp32.onnx", "-o", tmp_path / "fp32")
+                          "--formats", "fp32.onnx", "-o", tmp_path / "fp32")
         assert report["choice"]["accuracy"]["value"] == _reference_top1(
             {"alpha": 0.5, "resolution": 128}, quantized=False)
 
@@ -166,7 +166,7 @@ def test_a_board_measurement_drives_the_choice_over_the_estimate(built, tmp_path
     expected = max((i for i in measured if measured[i] <= budget), key=macs.get)
     with serve(copy) as s:
         report = run_json("pull", "--from", s.url, "--target", "rpi4", "--max-latency-ms",
-                          budget, "--format", "int8.tflite", "-o", tmp_path / "out")
+                          budget, "--formats", "int8.tflite", "-o", tmp_path / "out")
     assert report["variant"] == expected
     latency = report["choice"]["latency"]
     assert latency["kind"] == "measured" and latency["value"] == measured[expected]
@@ -175,7 +175,7 @@ def test_a_board_measurement_drives_the_choice_over_the_estimate(built, tmp_path
 
 def test_nothing_fits_the_budget(server, tmp_path):
     proc = run_cli("pull", "--from", server.url, "--target", "rpi4", "--max-latency-ms",
-                   "0.001", "--format", "int8.tflite", "-o", tmp_path / "out", check=False)
+                   "0.001", "--formats", "int8.tflite", "-o", tmp_path / "out", check=False)
     assert_one_line_error(proc, "nothing fits", "fastest")
     assert not (tmp_path / "out").exists()
 
@@ -197,7 +197,7 @@ def test_a_tampered_file_is_caught_and_nothing_is_left(built, tmp_path):
     out = tmp_path / "assets"
     with serve(copy) as s:
         proc = run_cli("pull", "mobilenet_v1_0.25_64", "--from", s.url, "--target", "rpi4",
-                       "--format", "int8.tflite", "-o", out, check=False)
+                       "--formats", "int8.tflite", "-o", out, check=False)
     assert_one_line_error(proc, "hash mismatch", "model.int8.tflite")
     assert _pulled_files(out) == []  # neither the model, nor its card, nor a partial file
 
@@ -216,7 +216,7 @@ def test_a_hostile_index_is_refused(built, tmp_path, hostile):
     out = tmp_path / "a" / "b"
     with serve(tmp_path / "site") as s:
         proc = run_cli("pull", entry["id"], "--from", s.url, "--target", "rpi4",
-                       "--format", "int8.tflite", "-o", out, check=False)
+                       "--formats", "int8.tflite", "-o", out, check=False)
         assert_one_line_error(proc, "refusing index", "unsafe path")
         assert [p for p, _ in s.log] == ["/rpi4/index.json"]  # nothing else was requested
     assert not (tmp_path / "a").exists() and not Path("/tmp/escaped.tflite").exists()
@@ -256,7 +256,7 @@ def test_an_interrupted_download_resumes_with_a_range_request(built, tmp_path):
     original = dist / "rpi4" / vid / name
     size = original.stat().st_size
     out = tmp_path / "assets"
-    args = ["pull", vid, "--from", None, "--target", "rpi4", "--format", "fp32.onnx", "-o", out]
+    args = ["pull", vid, "--from", None, "--target", "rpi4", "--formats", "fp32.onnx", "-o", out]
     with serve(dist) as s:
         args[3] = s.url
         cut = size // 3
@@ -281,7 +281,7 @@ def test_a_cut_within_one_run_is_resumed_by_the_retry(built, tmp_path):
     with serve(dist) as s:
         s.cuts[f"/rpi4/{vid}/{name}"] = 1000
         report = run_json("pull", vid, "--from", s.url, "--target", "rpi4",
-                          "--format", "int8.tflite", "-o", tmp_path)
+                          "--formats", "int8.tflite", "-o", tmp_path)
         assert (f"/rpi4/{vid}/{name}", "bytes=1000-") in s.log
     assert _sha(tmp_path / name) == _sha(dist / "rpi4" / vid / name)
     assert next(f for f in report["files"] if f["name"] == name)["status"] == "resumed"
@@ -291,12 +291,12 @@ def test_a_local_index_path(built, tmp_path):
     dist, _ = built
     vid = "mobilenet_v1_0.25_64"
     report = run_json("pull", vid, "--from", dist / "rpi4" / "index.json",
-                      "--format", "fp32.tflite", "-o", tmp_path)
+                      "--formats", "fp32.tflite", "-o", tmp_path)
     assert _sha(tmp_path / "model.fp32.tflite") == _sha(dist / "rpi4" / vid / "model.fp32.tflite")
     assert report["files"][0]["status"] == "copied"
     # A local build directory with --target, as for a URL.
     report = run_json("pull", vid, "--from", dist, "--target", "rpi4",
-                      "--format", "fp32.tflite", "-o", tmp_path)
+                      "--formats", "fp32.tflite", "-o", tmp_path)
     assert report["files"][0]["status"] == "unchanged"
 
 
@@ -332,7 +332,7 @@ def test_the_readme_python_snippet_runs_on_a_pulled_file(built, server, tmp_path
     entry = next(v for v in index["variants"] if v["id"] == vid)
     assert f"{vid}/model.app.tflite" in entry["files"], \
         "the build has no model.app.tflite (it comes with the app-ready export, issue 12 part 1)"
-    run_json("pull", vid, "--from", server.url, "--target", "rpi4", "--format", "app",
+    run_json("pull", vid, "--from", server.url, "--target", "rpi4", "--formats", "app",
              "-o", tmp_path / "models")
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 256, (150, 200, 3), dtype=np.uint8))
@@ -367,7 +367,7 @@ def test_family_narrows_a_budget_choice(built, server, tmp_path):
     v3 = [v for v in index["variants"] if v["variant"]["family"] == "mobilenet_v3_small"]
     expected = max(v3, key=lambda v: v["headline"]["macs"])["id"]
     report = run_json("pull", "--from", server.url, "--target", "rpi4", "--max-latency-ms",
-                      budget, "--family", "mobilenet_v3_small", "--format", "int8.tflite",
+                      budget, "--family", "mobilenet_v3_small", "--formats", "int8.tflite",
                       "-o", tmp_path)
     assert report["variant"] == expected
     assert [c["id"] for c in report["choice"]["candidates"]] == [v["id"] for v in v3]

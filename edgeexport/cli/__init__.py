@@ -4,6 +4,8 @@ a device with only ``edgeexport[device]`` installed."""
 from edgeexport.cli import process_defaults  # noqa: F401 (first: before numpy or torch loads)
 from edgeexport.cli import (build, check_runtime, device, estimate,  # noqa: F401 (register)
                             export, models, profile, pull, quant_report)
-from edgeexport.cli.group import main
+from edgeexport.cli.group import add_verbose_everywhere, main
+
+add_verbose_everywhere()
 
 __all__ = ["main"]

@@ -10,19 +10,23 @@ from edgeexport.cli.group import main
 from edgeexport.cli.options import (
     _families,
     _number_list,
-    _target,
     device_options,
+    hidden_alias,
     json_option,
     resolve_device,
+    target_option,
 )
 from edgeexport.contracts.variant import MIN_RESOLUTION
 from edgeexport.core.console import print_json
 from edgeexport.core.errors import UserError
 
 
-@main.command()
-@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target)
-@click.option("--models", callback=_families, help="comma-separated families (default: all)")
+@main.command(epilog="Example: edgeexport build --target rpi4 --family mobilenet_v1 --alpha 0.25 "
+                      "--resolution 128 --out dist")
+@target_option()
+@click.option("--family", "models", callback=_families,
+              help="comma-separated families (default: all)")
+@hidden_alias("--models", "--family", "models", callback=_families)
 @click.option("--alpha", callback=_number_list(float, 0, "numbers"),
               help="comma-separated α (default: each family's)")
 @click.option("--resolution", callback=_number_list(int, MIN_RESOLUTION, "integers"),
@@ -33,9 +37,10 @@ from edgeexport.core.errors import UserError
               help="classes of every network (match the --weights)")
 @click.option("--calib", type=click.Path(path_type=Path, file_okay=False),
               help="calibration images (default: synthetic, flagged in every card)")
-@click.option("--formats", default="onnx,tflite", show_default=True)
+@click.option("--formats", default="onnx,tflite", show_default=True,
+              help="comma-separated: onnx, tflite")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), default="dist",
-              show_default=True)
+              show_default=True, help="directory; the target's variants go to OUT/<target>/")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
               help="variants exported in parallel here (measurements always run one at a time; "
                    "with --farm, the workers decide)")
@@ -128,11 +133,18 @@ def _farm_runner(address, timeout):
 
 
 class BuildProgress:
-    """Per-variant stage lines with a progress bar and ETA on a terminal; plain lines else."""
+    """Progress per variant and per stage: each variant is two steps (exported, measured; a
+    cached one both at once), with the elapsed time. On a terminal a rich bar whose line
+    names the latest event; piped, one plain line per event."""
+
+    STEPS = {"exported": 1, "done": 1, "cached": 2}
 
     def __init__(self, plan, enabled: bool) -> None:
+        import time
         self.plan, self.enabled = plan, enabled
-        self.total = len(plan.variants)
+        self.total = 2 * len(plan.variants)
+        self.done_steps, self.steps_of = 0, {}
+        self.started = time.monotonic()
         self.progress = None
 
     def __enter__(self):
@@ -146,7 +158,7 @@ class BuildProgress:
                 TimeRemainingColumn,
             )
             self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     TextColumn("{task.completed}/{task.total}"),
+                                     TextColumn("{task.completed}/{task.total} steps"),
                                      TimeElapsedColumn(), TimeRemainingColumn(),
                                      console=Console(stderr=True))
             self.progress.start()
@@ -154,17 +166,22 @@ class BuildProgress:
         return self.on_event
 
     def on_event(self, variant_id: str, stage: str, detail: str) -> None:
+        import time
         if not self.enabled:
             return
+        taken = self.steps_of.get(variant_id, 0)
+        step = 2 - taken if stage == "failed" else self.STEPS.get(stage, 0)
+        self.steps_of[variant_id] = taken + step
+        self.done_steps += step
         line = f"{variant_id}: {stage}" + (f" ({detail})" if detail else "")
         if self.progress is not None:
-            if stage in ("cached", "done", "failed"):
-                self.progress.advance(self.task)
-            self.progress.update(self.task, description=line)
+            self.progress.update(self.task, advance=step, description=line)
             if stage == "failed":
                 self.progress.console.print(f"[red]{line}[/red]")
         else:
-            click.echo(line, err=True)
+            elapsed = time.monotonic() - self.started
+            click.echo(f"[{elapsed:6.1f} s] {line} ({self.done_steps}/{self.total} steps)",
+                       err=True)
 
     def __exit__(self, *exc):
         if self.progress is not None:

@@ -11,7 +11,8 @@ from edgeexport.cli.options import json_option
 from edgeexport.core.console import print_json, print_table
 
 
-@main.command("check-runtime")
+@main.command("check-runtime", epilog="Example: edgeexport check-runtime out/mnv2 --python "
+                                       "tfl214/bin/python --images eval_images/")
 @click.argument("export_dir", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--python", "python", type=click.Path(path_type=Path, dir_okay=False,
                                                     exists=True), required=True,

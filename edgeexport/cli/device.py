@@ -12,12 +12,12 @@ from edgeexport.cli.options import json_option
 from edgeexport.core.console import print_json, print_table
 
 
-@main.group()
+@main.group(epilog="Example: edgeexport device check pi@raspberrypi.local")
 def device():
     """A board over SSH: what its measurements depend on."""
 
 
-@device.command()
+@device.command(epilog="Example: edgeexport device check pi@raspberrypi.local:22")
 @click.argument("host", metavar="[USER@]HOST[:PORT] | emulated:rpi4|rpi5")
 @click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False),
               help="OpenSSH client configuration (default: ~/.ssh/config)")
@@ -49,7 +49,7 @@ def check(host, ssh_config, command, as_json):
                 [f"warning: {w}" for w in facts.warnings()] or ["ready to measure"])
 
 
-@device.command()
+@device.command(epilog="Example (on the board): edgeexport device facts --json")
 @json_option
 def facts(as_json):
     """(On the board) this machine's facts that latency measurements depend on."""
@@ -63,7 +63,8 @@ def facts(as_json):
                 [f"warning: {w}" for w in here.warnings()])
 
 
-@device.command()
+@device.command(epilog="Example (on the board): edgeexport device cache "
+                        "<sha256>/model.onnx")
 @click.argument("entries", nargs=-1, required=True)
 @json_option
 def cache(entries, as_json):
@@ -77,7 +78,7 @@ def cache(entries, as_json):
         click.echo(f"{state}\t{entry}")
 
 
-@device.command()
+@device.command(epilog="Example: edgeexport device emulate rpi4")
 @click.argument("board", type=click.Choice(["rpi4", "rpi5", "max"]), metavar="rpi4|rpi5")
 @click.option("--cpu", "core", metavar="CORE",
               help="QEMU core (default: the board's: cortex-a72 for rpi4, cortex-a76 for rpi5)")
@@ -105,7 +106,7 @@ def emulate(board, core, sysroot, as_json):
     click.echo(f"use it: --device emulated:{prepared.board} ({prepared.note})")
 
 
-@device.command("arm-check")
+@device.command("arm-check", epilog="Example: edgeexport device arm-check out/mnv2 --board rpi4")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
 @click.option("--board", type=click.Choice(["rpi4", "rpi5"]), default="rpi4", show_default=True,
               help="the emulated board (prepared with `device emulate`)")

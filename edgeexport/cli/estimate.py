@@ -8,17 +8,23 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import deprecated_alias, main
-from edgeexport.cli.options import _target, json_option, variant_options
+from edgeexport.cli.options import (
+    _target,
+    hidden_alias,
+    json_option,
+    target_option,
+    variant_options,
+)
 from edgeexport.cli.profile import print_latency_report
 from edgeexport.core.console import print_json, print_table
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport estimate mobilenet_v3_small --alpha 1.0 --resolution "
+                      "224 --target rpi4 --precision int8")
 @variant_options
-@click.option("--target", "-t", default="rpi4", show_default=True, callback=_target,
-              help="built-in target name or a .toml file")
+@target_option()
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
-              show_default=True)
+              show_default=True, help="which model to estimate")
 @click.option("--runtime", default=None,
               help="which of the target's latency models (default: the target's first)")
 @click.option("--clock-mhz", type=float, default=None,
@@ -40,7 +46,8 @@ def estimate(family, alpha, resolution, num_classes, target, precision, runtime,
     print_latency_report(report)
 
 
-@main.command("fit-latency")
+@main.command("fit-latency", epilog="Example: edgeexport fit-latency --target rpi4 --from "
+                                     "dist/rpi4 --out-file myrpi4.toml")
 @click.option("--target", "-t", required=True, callback=_target,
               help="the target whose latency model to fit")
 @click.option("--data", type=click.Path(path_type=Path, dir_okay=False),
@@ -62,8 +69,9 @@ def estimate(family, alpha, resolution, num_classes, target, precision, runtime,
                    "its own measurements (on the board when it had one)")
 @click.option("--from-runtime", type=click.Choice(["litert", "onnxruntime"]), default="litert",
               show_default=True, help="with --from: which runtime's measurements to fit")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--out-file", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="write the target file with the new [latency_model.RUNTIME] tables here")
+@hidden_alias("--out", "--out-file", "out", type=click.Path(path_type=Path, dir_okay=False))
 @json_option
 def fit_latency(target, data, build_dir, from_runtime, runtime, name, description, clock_mhz,
               threads, out, as_json):

@@ -9,11 +9,12 @@ import click
 from edgeexport.cli.group import main
 from edgeexport.cli.options import json_option, target_option, variant_options
 from edgeexport.core.console import print_json, print_table
-from edgeexport.core.validate import INT8_MIN_COSINE
+from edgeexport.core.validate import INT8_MIN_COSINE, int8_holds
 from edgeexport.int8.precision_plan import RANGE_METHODS
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport export mobilenet_v2 --alpha 0.35 --resolution 96 "
+                       "--formats onnx,tflite --out out/mnv2")
 @variant_options
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False),
               help="state_dict: .pt/.pth (loaded with weights_only=True) or .safetensors")
@@ -29,7 +30,7 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
                    "MovingAverage for any but MinMax)")
 @click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="at most this many calibration images")
-@target_option
+@target_option()
 @click.option("--formats", default="onnx,tflite", show_default=True,
               help="comma-separated: onnx, tflite")
 @click.option("--tflite-io", type=click.Choice(["int8", "uint8"]), default=None,
@@ -44,7 +45,8 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
 @click.option("--no-repair", is_flag=True,
               help="one range setting (--calib-method, default MinMax), full int8 or a "
                    "refusal")
-@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="directory receiving the model files, analysis.json and card.json")
 @json_option
 def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, labels,
            calib_method, calib_size, target, formats, tflite_io, min_cosine, int8_mode,
@@ -63,16 +65,33 @@ def export(family, alpha, resolution, num_classes, weights, calib, eval_dir, lab
         calib_method=calib_method or ("MinMax" if no_repair else None))
     stage = (lambda s: click.echo(f"· {s}", err=True)) if sys.stderr.isatty() and not as_json \
         else (lambda s: None)
-    result = run_export(opts, on_stage=stage)
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    result = run_export(opts, on_stage=stage,  # warnings before the work they explain
+                        on_warning=lambda w: click.echo(f"warning: {w}", err=True))
     card = result.card
     if as_json:
         print_json(card.to_json())
         return
-    rows = [[name, v.cosine_mean, v.top1_agreement, v.max_abs_diff]
+    tol = card.tolerances
+    rows = [[name, v.cosine_mean, v.top1_agreement, v.max_abs_diff, check_mark(name, v, tol)]
             for name, v in card.validation.items()]
     print_table(f"{card.variant_id} → {out}",
-                ["validation", "cosine", "top-1 agreement", "max |Δ|"], rows,
-                footer=[f"{name}: {f.bytes:,} bytes, sha256 {f.sha256[:16]}…"
-                        for name, f in card.files.items()])
+                ["validation", "cosine", "top-1 agreement", "max |Δ|", "check"], rows,
+                footer=[f"check: fp32 files max |Δ| ≤ {tol.fp32_max_abs_diff_relative:g} × "
+                        f"max |reference|; int8 files cosine ≥ {tol.int8_min_mean_cosine:g} "
+                        f"and top-1 agreement ≥ {tol.int8_min_top1_agreement:g}"
+                        + ("" if tol.int8_enforced else
+                           " (not enforced: random weights, no --weights)")]
+                + [f"{name}: {f.bytes:,} bytes, sha256 {f.sha256[:16]}…"
+                   for name, f in card.files.items()])
+
+
+def check_mark(name: str, comparison, tolerances) -> str:
+    """"ok", "FAIL", or "not enforced (random weights)" for one validation row, against the
+    tolerances the card states."""
+    if "_fp32_vs_" in name:
+        limit = tolerances.fp32_max_abs_diff_relative * max(1.0, comparison.max_abs_reference)
+        return "ok" if comparison.max_abs_diff <= limit else "FAIL"
+    if int8_holds(comparison, tolerances.int8_min_mean_cosine) and \
+            comparison.top1_agreement >= tolerances.int8_min_top1_agreement:
+        return "ok"
+    return "FAIL" if tolerances.int8_enforced else "not enforced (random weights)"

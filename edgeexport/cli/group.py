@@ -6,13 +6,22 @@ import sys
 
 import click
 
+from edgeexport.core import quiet
 from edgeexport.core.errors import UserError, ValidationError
 
 
 class OneLineErrors(click.Group):
-    """Usage and input errors print one line on stderr and exit non-zero; no traceback."""
+    """Usage and input errors print one line on stderr and exit non-zero; no traceback.
+    Third-party log lines are held back unless --verbose (``core.quiet``)."""
 
     def main(self, *args, **kwargs):
+        argv = list(args[0] if args else kwargs.get("args") or sys.argv[1:])
+        if not argv:  # bare `edgeexport`: the help, not an error
+            with click.Context(self, info_name="edgeexport") as ctx:
+                click.echo(self.get_help(ctx))
+            sys.exit(0)
+        if not quiet.wants_verbose(argv):
+            quiet.silence()
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
@@ -37,16 +46,51 @@ class OneLineErrors(click.Group):
                 click.echo(f"edgeexport: error: {disk_full(getattr(e, 'filename', None) or '?')}",
                            err=True)
                 sys.exit(1)
+            tail = quiet.captured_tail()
+            if tail:
+                click.echo("edgeexport: third-party log lines before the error (last "
+                           f"{len(tail)}):\n" + "\n".join(f"  {line}" for line in tail),
+                           err=True)
             click.echo(f"edgeexport: internal error: {e.__class__.__name__}: {e} "
                        "(set EDGEEXPORT_DEBUG=1 for the traceback)", err=True)
             sys.exit(1)
 
 
 
-@click.group(cls=OneLineErrors)
+def verbose_option() -> click.Option:
+    """``--verbose``: read from the command line before parsing (``OneLineErrors.main``), so
+    accepted by every command and by the group, and given to no callback."""
+    return click.Option([quiet.VERBOSE_FLAG], is_flag=True, expose_value=False,
+                        help=quiet.VERBOSE_HELP)
+
+
+@click.group(cls=OneLineErrors, epilog="Example: edgeexport export mobilenet_v2 --alpha 0.35 "
+             "--resolution 96 --out out/mnv2")
 @click.version_option(package_name="edgeexport")
 def main():
     """MobileNets from PyTorch to ONNX and int8 TFLite, measured per layer on the edge."""
+
+
+main.params.append(verbose_option())
+
+
+def commands(group: click.Group, prefix: tuple[str, ...] = ()):
+    """Every (path, command) below ``group``, depth first, hidden aliases included."""
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from commands(command, (*prefix, name))
+
+
+def add_verbose_everywhere() -> None:
+    """``--verbose`` on every command (after they are all registered), and each "Example:"
+    epilog kept on its own lines (click rewraps paragraphs)."""
+    for _, command in [((), main), *commands(main)]:
+        if not any(p.name == "verbose" for p in command.params):
+            command.params.append(verbose_option())
+        if command.epilog and command.epilog.startswith("Example"):
+            head, _, example = command.epilog.partition(": ")
+            command.epilog = f"\b\n{head}:\n  {example}"
 
 
 def deprecated_alias(command: click.Command, old_name: str) -> None:

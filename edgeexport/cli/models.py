@@ -6,7 +6,7 @@ from edgeexport.cli.options import json_option, variant_options
 from edgeexport.core.console import print_json, print_table
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport models --json")
 @json_option
 def models(as_json):
     """List the model families and their default α / resolution grids."""
@@ -22,7 +22,7 @@ def models(as_json):
                   ", ".join(map(str, r["resolutions"])), r["reference"]] for r in rows])
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport summary mobilenet_v2 --alpha 0.75 --resolution 160")
 @variant_options
 @json_option
 def summary(family, alpha, resolution, num_classes, as_json):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import click
@@ -22,21 +23,52 @@ def _resolution(ctx, param, value):
 
 
 def _family(ctx, param, value):
+    from edgeexport.core.errors import did_you_mean
     from edgeexport.models import FAMILIES
     if value not in FAMILIES:
-        raise click.BadParameter(f"unknown model family {value!r} "
+        raise click.BadParameter(f"unknown model family {value!r}"
+                                 f"{did_you_mean(value, FAMILIES) or ''} "
                                  f"(known: {', '.join(FAMILIES)})", ctx, param)
     return value
+
+
+def _spelled(flag: str) -> bool:
+    """Whether ``flag`` itself is on the command line (both spellings fill one variable, so
+    click's parameter source cannot tell them apart)."""
+    import sys
+    args = sys.argv[1:]
+    args = args[:args.index("--")] if "--" in args else args
+    if flag.startswith("--"):
+        return any(a == flag or a.startswith(flag + "=") for a in args)
+    return any(a.startswith(flag) and not a.startswith("--") for a in args)
+
+
+def hidden_alias(old: str, new: str, name: str, callback=None, **kwargs):
+    """The old spelling ``old`` of option ``new``, kept for a release: hidden from --help, it
+    fills the same variable ``name`` (click gives the value given on the command line
+    precedence over the other's default) after a one-line notice on stderr."""
+    def notice(ctx, param, value):
+        told = f"edgeexport.alias{old}"
+        if value is not None and not ctx.meta.get(told) and _spelled(old):
+            ctx.meta[told] = True
+            click.echo(f"edgeexport: {old} is now {new}; the old spelling will be removed in "
+                       "0.2", err=True)
+        return value if callback is None or value is None else callback(ctx, param, value)
+    return click.option(old, name, hidden=True, callback=notice,
+                        help=f"deprecated spelling of {new}", **kwargs)
 
 
 def variant_options(f):
     """FAMILY --alpha --resolution --num-classes, validated before any work starts."""
     f = click.option("--num-classes", type=click.IntRange(min=1), default=1000,
-                     show_default=True)(f)
-    f = click.option("--resolution", "-r", type=int, default=224, show_default=True,
+                     show_default=True, help="classes of the network's classifier (match the "
+                                             "--weights)")(f)
+    f = hidden_alias("-r", "--resolution", "resolution", type=int, callback=_resolution)(f)
+    f = click.option("--resolution", type=int, default=224, show_default=True,
                      callback=_resolution, help="input side in pixels")(f)
-    f = click.option("--alpha", "-a", type=float, default=1.0, show_default=True,
-                     callback=_alpha, help="width multiplier")(f)
+    f = hidden_alias("-a", "--alpha", "alpha", type=float, callback=_alpha)(f)
+    f = click.option("--alpha", type=float, default=1.0, show_default=True,
+                     callback=_alpha, help="width multiplier α")(f)
     return click.argument("family", callback=_family)(f)
 
 
@@ -48,8 +80,17 @@ def _target(ctx, param, value):
     return None if value is None else load_target(value)
 
 
-target_option = click.option("--target", "-t", default="local", show_default=True,
-                             callback=_target, help="built-in target name or a .toml file")
+# One rule for every --target: the board the numbers are for, a built-in name (rpi4, rpi5,
+# rpi3b; local: this machine) or a .toml file; default EDGEEXPORT_TARGET, else rpi4.
+DEFAULT_TARGET = os.environ.get("EDGEEXPORT_TARGET") or "rpi4"
+TARGET_HELP = ("the board the numbers are for: a built-in name (rpi4, rpi5, rpi3b; local: this "
+               "machine) or a .toml file (default: $EDGEEXPORT_TARGET, else rpi4)")
+
+
+def target_option(help: str = TARGET_HELP, callback=_target):
+    """--target/-t with the one default rule (``DEFAULT_TARGET``)."""
+    return click.option("--target", "-t", default=DEFAULT_TARGET, callback=callback,
+                        help=help)
 
 
 def _number_list(cast, minimum, what):

@@ -8,30 +8,36 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import device_options, json_option, resolve_device
+from edgeexport.cli.options import device_options, json_option, resolve_device, target_option
 from edgeexport.contracts.artifacts import Estimated, Measured
 from edgeexport.core.console import print_json, print_table
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport profile out/mnv2 --runtime litert --threads 4")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--runtime", type=click.Choice(["onnxruntime", "litert"]), default=None,
               help="default: from the file type; onnxruntime for an export directory")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8",
               show_default=True, help="which model of an export directory")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
-@click.option("--target", "-t", default="local", show_default=True,
-              help="board whose power turns latency into energy (built-in name or .toml); "
-                   "its [device] table, if any, is where to measure")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="threads the runtime may use")
+@click.option("--runs", type=click.IntRange(min=2), default=50, show_default=True,
+              help="timed runs")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="untimed runs before them")
+@target_option(help="the board the numbers are for (built-in name or .toml; default: "
+                    "$EDGEEXPORT_TARGET, else rpi4): its power gives energy when measured on "
+                    "it, its [device] table, if any, is where to measure", callback=None)
 @click.option("--analysis", type=click.Path(path_type=Path, dir_okay=False),
               help="analysis.json for a bare model file (per-layer rows by layer name)")
+@click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False),
+              help="directory receiving profile.json (default: PATH when it is an export "
+                   "directory; a bare model file's profile is saved only with --out)")
 @device_options
 @click.option("--here", is_flag=True,
               help="measure on this machine even if the target file names a [device]")
 @json_option
-def profile(path, runtime, precision, threads, runs, warmup, target, analysis, device_spec,
+def profile(path, runtime, precision, threads, runs, warmup, target, analysis, out, device_spec,
             ssh_config, here, as_json):
     """Measure a model here, or on a board over SSH: end-to-end and per-layer latency, and
     energy."""
@@ -63,10 +69,26 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, d
     for warning in report.board_warnings:
         click.echo(f"edgeexport: warning: {report.where.get('device', 'this machine')}: "
                    f"{warning}", err=True)
+    saved = _save(report, path, out)
     if as_json:
         print_json(dataclasses.asdict(report))
         return
     print_latency_report(report)
+    if saved:
+        click.echo(saved)
+
+
+def _save(report: Measured, path: Path, out: Path | None) -> str | None:
+    """profile.json into --out, or into PATH when it is an export directory; what was done."""
+    from edgeexport.contracts.artifacts import PROFILE, BuildRecord
+    from edgeexport.measure.profile import save_profile
+    if out is None and not path.is_dir():
+        return None  # a bare file (as a board's cache holds them): nothing beside it to update
+    if out is None and (path / BuildRecord.FILE).is_file():
+        return (f"{PROFILE} not saved: {path} is a sealed build directory (its {PROFILE} is "
+                f"the build's; --out DIR saves this one elsewhere)")
+    written = save_profile(out if out is not None else path, report)
+    return f"saved: {written} ({report.end_to_end.runtime} {report.precision})"
 
 
 def print_latency_report(report: Measured | Estimated) -> None:
@@ -94,6 +116,8 @@ def print_latency_report(report: Measured | Estimated) -> None:
                       f"{report.profiler_overhead:+.0%} against unprofiled runs)")
     if energy.board_mj is not None:
         footer.append(f"board energy {energy.board_mj:.2f} mJ/inference ({energy.board_source})")
+    elif energy.board_source.startswith("not reported"):
+        footer.append(f"board energy {energy.board_source}")
     if energy.compute_uj is not None:
         footer.append(f"compute/memory proxy {energy.compute_uj:.1f} µJ/inference "
                       f"({energy.compute_source})")

@@ -6,8 +6,11 @@ from pathlib import Path
 import click
 
 from edgeexport.cli.group import main
-from edgeexport.cli.options import json_option
+from edgeexport.cli.options import hidden_alias, json_option
 from edgeexport.core.console import print_json
+
+
+PULLED = ["app", "int8.tflite", "fp32.tflite", "int8.onnx", "fp32.onnx"]
 
 
 def _names(ctx, param, value):
@@ -16,7 +19,8 @@ def _names(ctx, param, value):
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-@main.command()
+@main.command(epilog="Example: edgeexport pull --from dist --target rpi4 --max-latency-ms 4 "
+                      "--out assets/")
 @click.argument("variant_id", required=False)
 @click.option("--from", "location", required=True,
               help="index.json, or the directory holding it (dist/ or dist/<target>/): a "
@@ -26,9 +30,9 @@ def _names(ctx, param, value):
               help="instead of VARIANT_ID: the most accurate variant whose latency fits")
 @click.option("--family", "families", callback=_names,
               help="with --max-latency-ms: only these comma-separated families")
-@click.option("--format", "fmt", default="app", show_default=True,
-              type=click.Choice(["app", "int8.tflite", "fp32.tflite", "int8.onnx", "fp32.onnx"]),
-              help="which model file (card.json always comes with it)")
+@click.option("--formats", "fmt", default="app", show_default=True, type=click.Choice(PULLED),
+              help="which model file, one of these (card.json always comes with it)")
+@hidden_alias("--format", "--formats", "fmt", type=click.Choice(PULLED))
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="directory receiving the files (nothing is written outside it)")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,

@@ -12,7 +12,7 @@ from edgeexport.core.console import print_json, print_table
 WORST_SHOWN = 5
 
 
-@main.command("quant-report")
+@main.command("quant-report", epilog="Example: edgeexport quant-report out/mnv2")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @json_option
 def quant_report(directory, as_json):

@@ -106,6 +106,34 @@ def detect_cpu() -> dict[str, Any]:
     return facts
 
 
+# Arm's core names by /proc/cpuinfo "CPU part" (implementer 0x41): a Raspberry Pi's cpuinfo
+# names no model, only these parts.
+ARM_CORES = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
+             "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
+             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0d": "Cortex-A77",
+             "0xd41": "Cortex-A78"}
+
+
+def cpu_names() -> set[str]:
+    """What this machine's CPU is called: its model string and any Arm core names."""
+    names = {detect_cpu()["model"].lower()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "cpu part" and value.strip().lower() in ARM_CORES:
+                names.add(ARM_CORES[value.strip().lower()].lower())
+    except OSError:
+        pass
+    return names
+
+
+def runs_on_cpu(model: str) -> bool:
+    """Whether this machine's CPU is ``model`` (a target's [cpu] model, e.g. "Cortex-A72";
+    "detected": the target file describes this machine)."""
+    wanted = model.strip().lower()
+    return wanted == "detected" or any(wanted in name for name in cpu_names())
+
+
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()

@@ -124,15 +124,26 @@ def tflite_available() -> str | None:
     return None
 
 
+NO_CALIB_WARNING = ("no --calib: int8 calibrated on SYNTHETIC images; accuracy on real images "
+                    "is not validated")
+NO_WEIGHTS_WARNING = ("no --weights: random network; its int8 drift is reported but not "
+                      "enforced (untrained networks amplify rounding noise, trained ones do not)")
+
+
+
 def run_export(opts: ExportOptions,
-               on_stage: Callable[[str], None] = lambda stage: None) -> ExportResult:
+               on_stage: Callable[[str], None] = lambda stage: None,
+               on_warning: Callable[[str], None] = lambda warning: None) -> ExportResult:
     """One variant exported, validated and described into ``opts.out``; one export at a time
-    per directory (a second fails at once, naming the first: their files would interleave)."""
+    per directory (a second fails at once, naming the first: their files would interleave).
+    ``on_warning``: each warning as soon as it is known, before the work it explains (those
+    the inputs decide once the inputs have been read without error); the card has them all."""
     with exclusive(opts.out, "export"):
-        return _run_export(opts, on_stage)
+        return _run_export(opts, on_stage, on_warning)
 
 
-def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportResult:
+def _run_export(opts: ExportOptions, on_stage: Callable[[str], None],
+                on_warning: Callable[[str], None]) -> ExportResult:
     import torch
 
     from edgeexport.core.runtimes import run_onnx
@@ -156,8 +167,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
     on_stage("calibration images")
     calib, held_out = image_sets(opts, prep)
     if calib.synthetic:
-        warnings.append("no --calib: int8 calibrated on SYNTHETIC images; accuracy on real "
-                        "images is not validated")
+        warnings.append(NO_CALIB_WARNING)
     on_stage("model")
     model, weights_info = prepare_model(v, opts.weights, calib.inputs)
     analysis = analyze(v, model)
@@ -167,9 +177,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
 
     enforce_int8 = opts.weights is not None
     if not enforce_int8:
-        warnings.append("no --weights: random network; its int8 drift is reported but not "
-                        "enforced (untrained networks amplify rounding noise, trained ones "
-                        "do not)")
+        warnings.append(NO_WEIGHTS_WARNING)
 
     opts.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=opts.out))
@@ -191,6 +199,8 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
     validation: dict = {}
     try:
         with reporting_full_disk(opts.out):  # "no space left on DEVICE writing PATH"
+            for warning in warnings:  # the inputs are read: before the work they explain
+                on_warning(warning)
             on_stage("onnx fp32")
             fp32 = export_onnx(exportable, analysis, staging / "model.fp32.onnx")
             fp32_out = run_onnx(fp32, held_out.inputs)
@@ -241,6 +251,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None]) -> ExportR
                            if record.float_layers else "") + " (full int8 reached cosine "
                         f"{max(a.cosine_mean for a in record.attempts if not a.kept):.4f} < "
                         f"{opts.min_cosine}); --int8 strict refuses instead")
+                    on_warning(warnings[-1])
             on_stage("card")
             card = Card(
                 variant=v, params=analysis.total_params, macs=analysis.total_macs,

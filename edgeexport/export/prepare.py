@@ -27,7 +27,7 @@ def prepare_model(variant: Variant, weights: Path | None,
     torch.manual_seed(INIT_SEED)
     model = create_model(variant.family, variant.alpha, variant.num_classes)
     if weights is not None:
-        load_weights(model, weights)
+        load_weights(model, weights, variant.family)
         return model.eval(), WeightsInfo(source=weights.name, sha256=sha256(weights))
     reestimate_batchnorm(model, calibration)
     return model, WeightsInfo(

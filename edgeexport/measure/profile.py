@@ -16,8 +16,20 @@ from typing import Callable
 
 import numpy as np
 
-from edgeexport.contracts.artifacts import ANALYSIS, EndToEnd, LayerLatency, Measured, model_file
+from edgeexport.contracts.artifacts import (
+    ANALYSIS,
+    PROFILE,
+    EndToEnd,
+    LayerLatency,
+    Measured,
+    Profile,
+    measurement_key,
+    model_file,
+    read_record,
+    write_record,
+)
 from edgeexport.contracts.variant import COMPUTE_OPS, Analysis, LayerCost
+from edgeexport.core.board_facts import runs_on_cpu
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import safe_relative
 from edgeexport.estimate.energy import energy_summary, layer_energy_uj
@@ -218,6 +230,9 @@ def profile(path: Path, target: Target, runtime: str | None = None, precision: s
     the model and its analysis.json apart)."""
     from edgeexport.core.board_facts import gather
     model, runtime, analysis = resolve_model(path, runtime, precision)
+    if not path.is_dir():  # a bare model.fp32.onnx is fp32 whatever --precision says
+        precision = next((p for p in ("int8", "fp32") if model.name.startswith(f"model.{p}.")),
+                         precision)
     if analysis_path is not None:
         analysis = read_analysis_file(analysis_path)
     board = gather()  # before timing: the state the runs start from
@@ -253,12 +268,31 @@ def profile(path: Path, target: Target, runtime: str | None = None, precision: s
                 row.energy_uj = layer_energy_uj(static[row.name], precision)
         compute = sum(layer_energy_uj(x, precision) for x in analysis.layers)
     energy = energy_summary(end_to_end.mean_ms, compute, target)
-    if energy.board_mj is not None:
+    if energy.board_mj is not None and runs_on_cpu(target.cpu["model"]):
         energy.board_source = (f"mean latency measured on {cpu_description()} × "
-                               f"{energy.board_source}; meaningful when run on that board")
+                               f"{energy.board_source}")
+    elif energy.board_mj is not None:  # this machine's latency × another machine's power
+        energy.board_mj = None
+        energy.board_source = (f"not reported: measured on {cpu_description()}, not on a "
+                               f"{target.name} board ({target.cpu['model']}), whose power "
+                               f"would not go with this latency; `edgeexport estimate --target "
+                               f"{target.name}` estimates the board's energy")
     return Measured(
         where={"cpu": cpu_description(), "machine": platform.node(),
                "target_profile": target.name},
         model=str(model), precision=precision, end_to_end=end_to_end,
         variant=analysis.variant if analysis else None, layers=layers, energy=energy,
         layer_note=note, board=board, board_warnings=board.warnings(), **overhead)
+
+
+def save_profile(directory: Path, report: Measured) -> Path:
+    """``report`` into ``directory``/profile.json (written atomically), beside the
+    measurements of other runtimes and precisions already there (same key: replaced); so
+    ``quant-report`` shows its latencies."""
+    measurements = {}
+    if (directory / PROFILE).is_file():
+        measurements = read_record(directory, Profile).measurements
+    key = measurement_key(report.end_to_end.runtime, report.precision)
+    measurements[key] = report
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_record(directory, Profile(measurements))
