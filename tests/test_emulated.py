@@ -45,9 +45,9 @@ def exports(emulated, tmp_path_factory):
     64 px (ONNX) checked on the emulated Pi 4 (`build --device emulated:rpi4`), side by side."""
     root = tmp_path_factory.mktemp("emulated")
     v2 = root / "v2"
-    jobs = {"v2": ["export", "mobilenet_v2", "-a", "0.35", "-r", "96", "--num-classes", "10",
+    jobs = {"v2": ["export", "mobilenet_v2", "--alpha", "0.35", "--resolution", "96", "--num-classes", "10",
                    "--target", "rpi4", "--out", v2, "--json"],
-            "build": ["build", "--target", "rpi4", "--models", "mobilenet_v3_small", "--alpha",
+            "build": ["build", "--target", "rpi4", "--family", "mobilenet_v3_small", "--alpha",
                       "0.25", "--resolution", "64", "--formats", "onnx", "--num-classes", "10",
                       "--device", "emulated:rpi4", "--out", root / "dist", "--json"]}
     done = {}
