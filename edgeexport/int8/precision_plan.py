@@ -89,7 +89,7 @@ class PrecisionPlan:
         ``ranges`` gives."""
         return self.ranges != "MinMax"
 
-    def onnx_kept_tensors(self, graph) -> list[str]:
+    def onnx_true_range_tensors(self, graph) -> list[str]:
         """The model's input (its width unchanged) and the output tensors quantized at 16
         bits (the hard-sigmoid gates keep [0, 1])."""
         inputs = [i.name for i in graph.input]
@@ -129,7 +129,7 @@ class PrecisionPlan:
         kept = self.tflite_kept_tensors(interpreter, layer_names)
         if not kept:
             return None
-        return "^(" + "|".join(re.escape(t) for t in kept) + ");$"
+        return _scope_regex(kept)
 
     def tflite_kept_tensors(self, interpreter, layer_names) -> list[str]:
         """The output tensors of the kept modules and of the ops reading them. The readers
@@ -190,31 +190,15 @@ class PrecisionPlan:
         # min/max (measured on a collapsing V3-Large: 0.997 against 0.820).
         manager.add_static_config(regex=regex, operation_name=every,
                                   activation_num_bits=16, weight_num_bits=8)
-        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-        ops = interpreter._get_ops_details()
-        inputs = {d["index"] for d in interpreter.get_input_details()}
-        readers = {o for op in ops if inputs & set(op["inputs"]) for o in op["outputs"]}
-        # The prologue: from the input, the ops of no module (the app file's pixel
-        # normalisation, MUL and ADD). 16-bit, their ADD failed to prepare (add.cc:
-        # input1_shift <= 0), so they stay int8, and in float on the float rungs: at 8 bits
-        # the normalised pixels move by up to half a pixel step, and a network trained 50
-        # steps at a constant rate held no better than 0.942 with every module in float.
-        prologue, grown = set(), {o for o in readers if "/" not in names[o]}
-        while grown - prologue:
-            prologue |= grown
-            grown = {o for op in ops if prologue & set(op["inputs"]) for o in op["outputs"]
-                     if "/" not in names[o]}
-        prologue = {names[o] for o in prologue}
-        # The ops writing the model's output or reading its input keep the interface's width
-        # (8 bits, or 16 with wide_io): never float.
-        interface = ({d["name"] for d in interpreter.get_output_details()
-                      + interpreter.get_input_details()} | {names[o] for o in readers}) - prologue
+        prologue, interface = _io_ops(interpreter)
         if self.float_layers:
+            names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
             known = module_prefixes(sorted(set(self.float_layers) | self.float_scopes()))
-            floats = prologue | {names[o] for op in ops for o in op["outputs"]
-                                 if self.in_float(tflite_layer(names[o], known))} - interface
+            modules = {names[o] for op in interpreter._get_ops_details() for o in op["outputs"]
+                       if self.in_float(tflite_layer(names[o], known))}
+            floats = prologue | (modules - interface)
             manager.add_quantization_config(
-                regex="^(" + "|".join(re.escape(t) for t in sorted(floats)) + ");$",
+                regex=_scope_regex(floats),
                 operation_name=every, algorithm_key=AlgorithmName.NO_QUANTIZE)
         boundary = set() if self.float_layers else set(prologue)
         if not self.wide_io:
@@ -222,7 +206,7 @@ class PrecisionPlan:
             boundary |= interface
         if boundary:
             manager.add_static_config(
-                regex="^(" + "|".join(re.escape(t) for t in sorted(boundary)) + ");$",
+                regex=_scope_regex(boundary),
                 operation_name=every, activation_num_bits=8, weight_num_bits=8)
         return qsvs, manager.get_quantization_recipe()
 
@@ -231,3 +215,32 @@ class PrecisionPlan:
                 "kept_16bit_activations": list(self.keep),
                 "float_layers": list(self.float_layers),
                 "hard_sigmoid_range_0_1": list(self.unit_range)}
+
+
+def _io_ops(interpreter) -> tuple[set[str], set[str]]:
+    """(prologue, interface): op scopes (output tensor names) at the model's input and output.
+    The prologue: from the input, the ops of no module (the app file's pixel normalisation,
+    MUL and ADD). 16-bit, their ADD failed to prepare (add.cc: input1_shift <= 0), so they stay
+    int8, and in float on the float rungs: at 8 bits the normalised pixels move by up to half a
+    pixel step, and a network trained 50 steps at a constant rate held no better than 0.942
+    with every module in float. The interface: the ops reading the input (past the prologue)
+    and writing the output, which keep the interface's width (8 bits, or 16 with wide_io)."""
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    inputs = {d["index"] for d in interpreter.get_input_details()}
+    readers = {o for op in ops if inputs & set(op["inputs"]) for o in op["outputs"]}
+    prologue, grown = set(), {o for o in readers if "/" not in names[o]}
+    while grown - prologue:
+        prologue |= grown
+        grown = {o for op in ops if prologue & set(op["inputs"]) for o in op["outputs"]
+                 if "/" not in names[o]}
+    prologue_names = {names[o] for o in prologue}
+    interface = ({d["name"] for d in interpreter.get_output_details()
+                  + interpreter.get_input_details()} | {names[o] for o in readers})
+    return prologue_names, interface - prologue_names
+
+
+def _scope_regex(tensors) -> str:
+    """ai-edge-quantizer's regex for the ops writing ``tensors`` (an op's scope: its output
+    tensor names, each followed by ``;``)."""
+    return "^(" + "|".join(re.escape(t) for t in sorted(tensors)) + ");$"

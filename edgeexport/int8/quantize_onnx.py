@@ -52,7 +52,7 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
         onnx.save(int8_friendly(onnx.load(str(fp32_path))), str(rewritten))
         quant_pre_process(str(rewritten), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
-        true_ranges = (_true_ranges(prepared, plan.onnx_kept_tensors(graph), calibration,
+        true_ranges = (_true_ranges(prepared, plan.onnx_true_range_tensors(graph), calibration,
                                     input_name, Path(tmp))
                        if plan and plan.true_ranges() else None)
         overrides = plan.onnx_tensor_overrides(graph, wide, true_ranges) if plan else {}
