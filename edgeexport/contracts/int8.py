@@ -68,7 +68,7 @@ class Attempt:
     cosine_mean: float
     top1_agreement: float
     best_so_far: float
-    float: int = 0  # layers left out of quantization (the ladder's float rungs)
+    in_float: int = 0  # layers left out of quantization (the ladder's float rungs)
 
 
 @dataclass

@@ -80,15 +80,27 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
 
 def _true_ranges(prepared: Path, tensors: list[str], calibration: np.ndarray,
                  input_name: str, tmp: Path) -> dict[str, tuple[float, float]]:
-    """Min/max of ``tensors`` over the calibration set (onnxruntime's MinMax calibrator)."""
-    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-    with contextlib.redirect_stdout(io.StringIO()), _no_logging():
-        calibrator = create_calibrator(str(prepared), augmented_model_path=str(
-            tmp / "augmented.onnx"), calibrate_method=CalibrationMethod.MinMax)
-        calibrator.collect_data(_Reader(calibration, input_name))
-        data = calibrator.compute_data()
-    return {t: tuple(float(np.asarray(v).reshape(-1)[0]) for v in data[t].range_value)
-            for t in tensors if t in data}
+    """Min/max of ``tensors`` over the calibration set (onnxruntime's MinMax calibrator). The
+    ladder asks for them at every attempt, from the same graph and images: every tensor's
+    range is calibrated once per (graph, images) and kept (_TRUE_RANGES)."""
+    import hashlib
+    key = (hashlib.sha256(prepared.read_bytes()).hexdigest(),
+           hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
+    if key not in _TRUE_RANGES:
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+        with contextlib.redirect_stdout(io.StringIO()), _no_logging():
+            calibrator = create_calibrator(str(prepared), augmented_model_path=str(
+                tmp / "augmented.onnx"), calibrate_method=CalibrationMethod.MinMax)
+            calibrator.collect_data(_Reader(calibration, input_name))
+            data = calibrator.compute_data()
+        _TRUE_RANGES.clear()  # one graph at a time: an export's
+        _TRUE_RANGES[key] = {t: tuple(float(np.asarray(v).reshape(-1)[0])
+                                      for v in data[t].range_value) for t in data}
+    ranges = _TRUE_RANGES[key]
+    return {t: ranges[t] for t in tensors if t in ranges}
+
+
+_TRUE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
 
 
 @contextlib.contextmanager

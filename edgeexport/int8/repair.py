@@ -112,7 +112,7 @@ class Ladder:
         return int8_holds(result, self.min_cosine)
 
     def tried(self) -> str:
-        return ", ".join(f"{a.ranges} {a.kept} kept" + (f", {a.float} float" if a.float else "")
+        return ", ".join(f"{a.ranges} {a.kept} kept" + (f", {a.in_float} float" if a.in_float else "")
                          + f" → {a.cosine_mean:.4f}, {a.top1_agreement:.3f}"
                          for a in self.attempts)
 
