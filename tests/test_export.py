@@ -133,10 +133,12 @@ def test_int8_tflite_is_fully_integer(family, exported):
         for t in list(op["inputs"]) + list(op["outputs"]):
             if t >= 0 and t not in (input_index, output_index):
                 assert tensors[t]["dtype"] in allowed, (op["op_name"], tensors[t])
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            continue
         # A float island's convolutions (the repair's last rungs) keep float weights.
         floating = mixed and tensors[op["inputs"][1]]["dtype"] == np.float32 and any(
             r["float_layers"] for r in card["int8_repair"]["formats"] if r["format"] == "tflite")
-        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") and not floating:
+        if not floating:
             scales = tensors[op["inputs"][1]]["quantization_parameters"]["scales"]
             assert len(scales) > 1, "conv weights must be per-channel"
     assert not any(op["op_name"] == "TRANSPOSE" and input_index in op["inputs"] for op in ops)
