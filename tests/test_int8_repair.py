@@ -1,8 +1,7 @@
 """int8 error map and automatic repair, on networks trained here: trained V1/V2 need no
 repair; a V3 with one outlier channel (plain int8 refused) is repaired in both formats by
 keeping exactly that layer; the map's per-layer SQNR agrees with PyTorch forward hooks; and the
-V3 whose plain int8 collapses everywhere is refused after the stated repair budget (it is not
-repairable by keeping a few layers: see the test's docstring)."""
+V3 whose plain int8 collapses everywhere ships files that hold and say their precision."""
 import json
 
 import numpy as np
@@ -13,24 +12,29 @@ from tests.conftest import run_cli
 from tests.trained import ALPHA, OUTLIER_LAYER, RES, cosine, inputs_for, litert_outputs, ort_outputs
 
 
-def test_collapsing_v3_ships_a_flagged_mixed_precision_file(collapsing_v3, dataset):
-    """Under-trained with heavy tails: measured, no range setting holds full int8 (cosine
-    0.75-0.95), and keeping a few layers at 16 bits does not either (the error is spread over
-    the network). The export must still ship files that hold, say they are mixed precision,
+def test_collapsing_v3_ships_files_that_hold_and_say_their_precision(collapsing_v3, dataset):
+    """Under-trained with heavy tails: plain int8 (MinMax ranges) collapses (measured, cosine
+    0.68-0.95 across seeds). The export must still ship files that hold, by a range method
+    searched per tensor (full int8) or by the repair ladder (mixed, and flagged as such),
     and the files must hold against PyTorch when checked here."""
     model, out, proc = collapsing_v3("repaired")
     assert proc.returncode == 0, proc.stderr
     card = json.loads(proc.stdout)
     repair = card["int8_repair"]
-    assert repair["precision"] == "mixed" and repair["kept_layers"] > 0
-    assert any("mixed precision" in w for w in card["warnings"])
     x = inputs_for("mobilenet_v3_large", dataset["eval"]).inputs
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
     for record in repair["formats"]:
         best = [a["best_so_far"] for a in record["attempts"]]
         assert best == sorted(best) and record["cosine_after"] >= 0.98
-        assert record["attempts"][0]["ranges"] == "MinMax" and record["attempts"][0]["kept"] == 0
+        first = record["attempts"][0]
+        assert first["ranges"] == "MinMax" and first["kept"] == 0 and first["cosine_mean"] < 0.98
+    flagged = any("mixed precision" in w for w in card["warnings"])
+    if repair["precision"] == "mixed":
+        assert repair["kept_layers"] > 0 and flagged
+    else:
+        assert repair["precision"] == "full int8" and repair["kept_layers"] == 0 and not flagged
+        assert all(r["ranges"] != "MinMax" for r in repair["formats"])
     for got in (ort_outputs(out / "model.int8.onnx", x),
                 litert_outputs(out / "model.int8.tflite", x)):
         assert cosine(reference, got) >= 0.98

@@ -25,9 +25,9 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
 @click.option("--labels", type=click.Path(path_type=Path, dir_okay=False),
               help="class names, one per line, for card.json and app developers")
 @click.option("--calib-method", type=click.Choice(RANGE_METHODS), default=None,
-              help="how int8 activation ranges are set (default: MinMax, then MovingAverage, "
-                   "then Percentile, until one holds --min-cosine; TFLite takes "
-                   "MovingAverage for any but MinMax)")
+              help="how int8 activation ranges are set (default: MinMax, then MSE, then "
+                   "MovingAverage, then Percentile, until one holds --min-cosine; TFLite "
+                   "takes MovingAverage for Percentile and Entropy)")
 @click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="at most this many calibration images")
 @target_option()

@@ -60,8 +60,9 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
                   io_type: str, plan: PrecisionPlan | None = None) -> Path:
     """Static int8 with ai-edge-quantizer. ``plan`` (precision_plan; None: the default one):
     its ranges, with MinMax the true min/max over the calibration set (as onnxruntime's
-    MinMax), otherwise the library's default moving average of per-image ranges, which clips
-    rare outliers; its layers kept at int16 activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
+    MinMax), with MSE the searched ones (mse_qsvs), otherwise the library's default moving
+    average of per-image ranges, which clips rare outliers; its layers kept at int16
+    activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
     rewritten into ops XNNPACK runs in int8 (edgeexport.tflite.hardswish), so the file stays one
     partition."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
@@ -82,9 +83,11 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
         return per_op_layout(cal.get_model_qsvs(), interpreter)
 
     with quiet():
-        qsvs = calibrated(qsv_utils.min_max_update if plan.ranges == "MinMax"
-                          else qsv_utils.moving_average_update)
-        true_qsvs = calibrated(qsv_utils.min_max_update) if plan.true_ranges() else None
+        true_qsvs = calibrated(qsv_utils.min_max_update)
+        qsvs = (true_qsvs if plan.ranges == "MinMax"
+                else mse_qsvs(fp32_path, calibration_nchw, true_qsvs) if plan.ranges == "MSE"
+                else calibrated(qsv_utils.moving_average_update))
+        true_qsvs = true_qsvs if plan.true_ranges() else None
         qsvs, config = plan.litert_recipe(interpreter, qsvs, recipe.static_wi8_ai8(), true_qsvs)
         q = quantizer.Quantizer(str(fp32_path), config)
         result = q.quantize(qsvs, enable_progress_report=False)
@@ -100,6 +103,47 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
         data = eight_bit_interface(data, io_type, output_ranges=outputs)
     write_bytes(path, data)
     return path
+
+
+CALIBRATION_RANGES = {"MinMax": "min/max over the set",
+                      "MovingAverage": "moving average of per-image min/max",
+                      "MSE": "per tensor, the range of least squared error relative to each "
+                             "image's values (edgeexport.int8.range_search)"}
+
+
+def mse_qsvs(fp32_path: Path, calibration_nchw: np.ndarray, qsvs: dict) -> dict:
+    """``qsvs`` with every op output's min/max replaced by its MSE range
+    (edgeexport.int8.range_search), from the values the fp32 file computes on each
+    calibration image; searched once per (file, images), as the ladder asks at every rung."""
+    import hashlib
+    key = (hashlib.sha256(fp32_path.read_bytes()).hexdigest(),
+           hashlib.sha256(np.ascontiguousarray(calibration_nchw).tobytes()).hexdigest())
+    if key not in _MSE_RANGES:
+        from ai_edge_litert.interpreter import Interpreter
+
+        from edgeexport.int8.range_search import mse_ranges
+        interpreter = Interpreter(model_content=fp32_path.read_bytes(), num_threads=1,
+                                  experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        index = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
+        written = {o for op in interpreter._get_ops_details() for o in op["outputs"]}
+        wanted = [name for name in qsvs if index.get(name) in written]
+        values = {name: [] for name in wanted}
+        source = interpreter.get_input_details()[0]["index"]
+        for x in calibration_nchw:
+            interpreter.set_tensor(source, x.transpose(1, 2, 0)[None].astype(np.float32))
+            interpreter.invoke()
+            for name in wanted:
+                values[name].append(interpreter.get_tensor(index[name]).copy())
+        _MSE_RANGES.clear()  # one file at a time: an export's
+        _MSE_RANGES[key] = mse_ranges(values)
+    ranges = _MSE_RANGES[key]
+    return {name: {**qsv, "min": np.full_like(qsv["min"], ranges[name][0]),
+                   "max": np.full_like(qsv["max"], ranges[name][1])} if name in ranges else qsv
+            for name, qsv in qsvs.items()}
+
+
+_MSE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
 
 
 def per_op_layout(qsvs: dict, interpreter) -> dict:
@@ -188,8 +232,8 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
                                  "int8 asymmetric activations; each int8 HARD_SWISH "
                                  "rewritten as x · clamp(x/6 + 1/2, 0, 1) (1×1 depthwise "
                                  "conv + MUL) so XNNPACK runs it",
-                "calibration_ranges": "min/max over the set" if plan.ranges == "MinMax"
-                else "moving average of per-image min/max"},
+                "calibration_ranges": CALIBRATION_RANGES.get(plan.ranges,
+                                                             CALIBRATION_RANGES["MovingAverage"])},
         "xnnpack": xnnpack_delegation(int8),
         "runtime": "LiteRT (ai-edge-litert) with XNNPACK; no TensorFlow needed",
         "metadata": "TFLite Metadata embedded in model.app.tflite only (see app_tflite); "

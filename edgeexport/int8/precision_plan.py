@@ -1,8 +1,10 @@
 """How a model is quantized, handed to both quantizers as one parameter.
 
 - ``ranges``: how activation ranges are set from the calibration images: ``MinMax`` (the
-  true min/max) or ``Percentile`` (onnxruntime's percentile calibrator; in ai-edge-quantizer
-  a moving average of per-image min/max): both clip fewer or more of a heavy tail.
+  true min/max), ``MSE`` (per tensor, the range of least squared error relative to each
+  image's values: edgeexport.int8.range_search), ``MovingAverage`` (the mean of per-image
+  min/max), ``Percentile`` and ``Entropy`` (onnxruntime's calibrators; ai-edge-quantizer
+  takes a moving average for them): all but MinMax clip some of a heavy tail.
 
 - ``keep``: module paths whose output tensors are quantized with 16-bit activations instead of
   8 (onnxruntime: a ``TensorQuantOverrides`` quant_type on the tensor; ai-edge-quantizer: an
@@ -26,7 +28,7 @@ from edgeexport.int8.layer_names import module_prefixes, onnx_layer, tflite_laye
 UNIT_RANGE_OPS = ("Hardsigmoid",)
 # Range methods: onnxruntime's calibrators; MovingAverage is its MinMax calibrator averaging
 # the per-image minima and maxima (CalibMovingAverage), as ai-edge-quantizer's default does.
-RANGE_METHODS = ("MinMax", "MovingAverage", "Entropy", "Percentile")
+RANGE_METHODS = ("MinMax", "MovingAverage", "Entropy", "Percentile", "MSE")
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                                     input_name, Path(tmp))
                        if plan and plan.true_ranges() else None)
         overrides = plan.onnx_tensor_overrides(graph, wide, true_ranges) if plan else {}
+        if method == "MSE":  # every other activation at its searched range
+            searched = _mse_ranges(prepared, calibration, input_name, Path(tmp))
+            overrides.update({t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+                              for t, (lo, hi) in searched.items() if t not in overrides})
         # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             quantize_static(
@@ -69,8 +73,8 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                 reduce_range=activation_type == "uint8" and not (plan and plan.every_layer),
                 nodes_to_exclude=plan.onnx_float_nodes(graph) if plan else [],
                 activation_type=qtype[activation_type], weight_type=qtype[weight_type],
-                calibrate_method=getattr(CalibrationMethod, method.replace(
-                    "MovingAverage", "MinMax")),
+                calibrate_method=getattr(CalibrationMethod, {
+                    "MovingAverage": "MinMax", "MSE": "MinMax"}.get(method, method)),
                 extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
                                "CalibMovingAverage": method == "MovingAverage",
                                "TensorQuantOverrides": overrides})
@@ -83,9 +87,7 @@ def _true_ranges(prepared: Path, tensors: list[str], calibration: np.ndarray,
     """Min/max of ``tensors`` over the calibration set (onnxruntime's MinMax calibrator). The
     ladder asks for them at every attempt, from the same graph and images: every tensor's
     range is calibrated once per (graph, images) and kept (_TRUE_RANGES)."""
-    import hashlib
-    key = (hashlib.sha256(prepared.read_bytes()).hexdigest(),
-           hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
+    key = _key(prepared, calibration)
     if key not in _TRUE_RANGES:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
@@ -101,6 +103,39 @@ def _true_ranges(prepared: Path, tensors: list[str], calibration: np.ndarray,
 
 
 _TRUE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+
+
+def _mse_ranges(prepared: Path, calibration: np.ndarray, input_name: str,
+                tmp: Path) -> dict[str, tuple[float, float]]:
+    """Every calibrated tensor's MSE range (edgeexport.int8.range_search) over the
+    calibration set, from the values onnxruntime's calibration graph gives per image; once
+    per (graph, images)."""
+    key = ("MSE", *_key(prepared, calibration))
+    if key not in _MSE_RANGES:
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+        from edgeexport.int8.range_search import mse_ranges
+        with contextlib.redirect_stdout(io.StringIO()), _no_logging():
+            calibrator = create_calibrator(
+                str(prepared), augmented_model_path=str(tmp / "augmented_mse.onnx"),
+                calibrate_method=CalibrationMethod.Entropy)
+        session = calibrator.infer_session
+        names = [o.name for o in session.get_outputs()]
+        wanted = [i for i, n in enumerate(names)
+                  if n in calibrator.tensors_to_calibrate and n != input_name]
+        per_image = [session.run(None, {input_name: x[None]}) for x in calibration]
+        _MSE_RANGES.clear()
+        _MSE_RANGES[key] = mse_ranges({names[i]: [out[i] for out in per_image] for i in wanted})
+    return _MSE_RANGES[key]
+
+
+_MSE_RANGES: dict[tuple[str, str, str], dict[str, tuple[float, float]]] = {}
+
+
+def _key(prepared: Path, calibration: np.ndarray) -> tuple[str, str]:
+    import hashlib
+    return (hashlib.sha256(prepared.read_bytes()).hexdigest(),
+            hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
 
 
 @contextlib.contextmanager
