@@ -112,31 +112,33 @@ CALIBRATION_RANGES = {"MinMax": "min/max over the set",
 
 
 def mse_qsvs(fp32_path: Path, calibration_nchw: np.ndarray, qsvs: dict) -> dict:
-    """``qsvs`` with every op output's min/max replaced by its MSE range
-    (edgeexport.int8.range_search), from the values the fp32 file computes on each
-    calibration image; searched once per (file, images), as the ladder asks at every rung."""
+    """``qsvs`` (min/max over the calibration set) with every op output's range replaced by
+    its MSE range (edgeexport.int8.range_search), from the values the fp32 file computes on
+    each calibration image; searched once per (file, images), as the ladder asks at every
+    rung."""
     import hashlib
     key = (hashlib.sha256(fp32_path.read_bytes()).hexdigest(),
            hashlib.sha256(np.ascontiguousarray(calibration_nchw).tobytes()).hexdigest())
     if key not in _MSE_RANGES:
         from ai_edge_litert.interpreter import Interpreter
 
-        from edgeexport.int8.range_search import mse_ranges
+        from edgeexport.int8.range_search import Histograms
         interpreter = Interpreter(model_content=fp32_path.read_bytes(), num_threads=1,
                                   experimental_preserve_all_tensors=True)
         interpreter.allocate_tensors()
         index = {t["name"]: t["index"] for t in interpreter.get_tensor_details()}
         written = {o for op in interpreter._get_ops_details() for o in op["outputs"]}
-        wanted = [name for name in qsvs if index.get(name) in written]
-        values = {name: [] for name in wanted}
+        histograms = Histograms({name: (float(np.min(q["min"])), float(np.max(q["max"])))
+                                 for name, q in qsvs.items()
+                                 if index.get(name) in written and "min" in q})
         source = interpreter.get_input_details()[0]["index"]
         for x in calibration_nchw:
             interpreter.set_tensor(source, x.transpose(1, 2, 0)[None].astype(np.float32))
             interpreter.invoke()
-            for name in wanted:
-                values[name].append(interpreter.get_tensor(index[name]).copy())
+            for name in histograms.counts:
+                histograms.add(name, interpreter.get_tensor(index[name]))
         _MSE_RANGES.clear()  # one file at a time: an export's
-        _MSE_RANGES[key] = mse_ranges(values)
+        _MSE_RANGES[key] = histograms.ranges()
     ranges = _MSE_RANGES[key]
     return {name: {**qsv, "min": np.full_like(qsv["min"], ranges[name][0]),
                    "max": np.full_like(qsv["max"], ranges[name][1])} if name in ranges else qsv

@@ -108,28 +108,32 @@ _TRUE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
 def _mse_ranges(prepared: Path, calibration: np.ndarray, input_name: str,
                 tmp: Path) -> dict[str, tuple[float, float]]:
     """Every calibrated tensor's MSE range (edgeexport.int8.range_search) over the
-    calibration set, from the values onnxruntime's calibration graph gives per image; once
-    per (graph, images)."""
-    key = ("MSE", *_key(prepared, calibration))
+    calibration set, from the values onnxruntime's calibration graph gives per image, over
+    their true min/max (_true_ranges); once per (graph, images)."""
+    key = _key(prepared, calibration)
     if key not in _MSE_RANGES:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
-        from edgeexport.int8.range_search import mse_ranges
+        from edgeexport.int8.range_search import Histograms
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             calibrator = create_calibrator(
                 str(prepared), augmented_model_path=str(tmp / "augmented_mse.onnx"),
                 calibrate_method=CalibrationMethod.Entropy)
         session = calibrator.infer_session
         names = [o.name for o in session.get_outputs()]
-        wanted = [i for i, n in enumerate(names)
-                  if n in calibrator.tensors_to_calibrate and n != input_name]
-        per_image = [session.run(None, {input_name: x[None]}) for x in calibration]
-        _MSE_RANGES.clear()
-        _MSE_RANGES[key] = mse_ranges({names[i]: [out[i] for out in per_image] for i in wanted})
+        bounds = _true_ranges(prepared, [n for n in names if n != input_name], calibration,
+                              input_name, tmp)
+        histograms = Histograms(bounds)
+        for x in calibration:
+            for name, values in zip(names, session.run(None, {input_name: x[None]})):
+                if name in bounds:
+                    histograms.add(name, values)
+        _MSE_RANGES.clear()  # one graph at a time: an export's
+        _MSE_RANGES[key] = histograms.ranges()
     return _MSE_RANGES[key]
 
 
-_MSE_RANGES: dict[tuple[str, str, str], dict[str, tuple[float, float]]] = {}
+_MSE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
 
 
 def _key(prepared: Path, calibration: np.ndarray) -> tuple[str, str]:

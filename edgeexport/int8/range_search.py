@@ -22,29 +22,49 @@ LEVELS = 255  # 8-bit activations
 FRACTIONS = np.linspace(1.0, 0.05, 96)  # of the true minimum and maximum
 
 
-def mse_ranges(tensors: dict[str, list[np.ndarray]]) -> dict[str, tuple[float, float]]:
-    """tensor name → its values on each calibration image; → tensor name → (lo, hi)."""
-    return {name: mse_range(*histogram(values)) for name, values in tensors.items()}
+class Histograms:
+    """Per tensor, the histogram ``mse_range`` searches, fed one image at a time over the
+    tensor's true min/max (``bounds``, known from a min/max calibration): memory is BINS
+    values per tensor, whatever the number of images.
+
+    Each image's values are weighed by the inverse of their energy (sum of squares): the
+    error that matters is each image's error relative to its own output, as the export's
+    validation measures it (a cosine per image). Unweighed, a few images with 7× larger
+    activations than the rest set every range (measured on a trained V3-Large: MSE ranges
+    near the true max, cosine 0.80, under MinMax's 0.83). Zeros are left out: an asymmetric
+    8-bit range holds 0 exactly, and half a ReLU's outputs are 0."""
+
+    def __init__(self, bounds: dict[str, tuple[float, float]]) -> None:
+        self.edges = {name: np.linspace(*_span(low, high), BINS + 1)
+                      for name, (low, high) in bounds.items()}
+        self.counts = {name: np.zeros(BINS, np.float64) for name in bounds}
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        energy = float(np.sum(np.square(values, dtype=np.float64)))
+        if energy > 0:
+            edges = self.edges[name]
+            self.counts[name] += np.histogram(values[values != 0], BINS,
+                                              range=(edges[0], edges[-1]))[0] / energy
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """tensor name → its (lo, hi)."""
+        return {name: mse_range(self.counts[name], self.edges[name]) for name in self.counts}
 
 
 def histogram(per_image: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(weights, bin edges) of the nonzero values of every image over their min/max, each
-    image's values weighed by the inverse of its energy (sum of squares): the error that
-    matters is each image's error relative to its own output, as the export's validation
-    measures it (a cosine per image). Unweighed, a few images with 7× larger activations
-    than the rest set every range (measured on a trained V3-Large: MSE ranges near the true
-    max, cosine 0.80, under MinMax's 0.83). Zeros are left out: an asymmetric 8-bit range
-    holds 0 exactly, and half a ReLU's outputs are 0."""
-    low = min(float(np.min(v)) for v in per_image)
-    high = max(float(np.max(v)) for v in per_image)
+    """(weights, bin edges) of one tensor's values on each image (Histograms, in one go)."""
+    bounds = (min(float(np.min(v)) for v in per_image), max(float(np.max(v)) for v in per_image))
+    histograms = Histograms({"x": bounds})
+    for values in per_image:
+        histograms.add("x", values)
+    return histograms.counts["x"], histograms.edges["x"]
+
+
+def _span(low: float, high: float) -> tuple[float, float]:
+    """[low, high], widened where it is too narrow to hold BINS bins."""
     if high - low < 1e-6 * max(abs(low), 1.0):
         high = low + 1e-3 * max(abs(low), 1.0)
-    counts = np.zeros(BINS, np.float64)
-    for v in per_image:
-        energy = float(np.sum(np.square(v, dtype=np.float64)))
-        if energy > 0:
-            counts += np.histogram(v[v != 0], BINS, range=(low, high))[0] / energy
-    return counts, np.linspace(low, high, BINS + 1)
+    return low, high
 
 
 def mse_range(counts: np.ndarray, edges: np.ndarray, levels: int = LEVELS) -> tuple[float, float]:
