@@ -177,13 +177,18 @@ def old_device_venv(board_root, device_venv, tmp_path_factory):
     return root
 
 
+# Where the suite prepares its emulated boards (tests/test_emulated.py), once per clone.
+EMULATED_CACHE = ROOT / ".venv" / "emulated-cache"
+
+
 @pytest.fixture(scope="session")
 def board(board_root, device_venv, old_device_venv):
     """sshd on 127.0.0.1 serving the board account (see tests/board.py)."""
     from tests.board import Board
     if not Path("/usr/sbin/sshd").exists():
         pytest.fail("openssh-server is not installed: `make test` installs Debian's")
-    b = Board(board_root / "sshd", device_venv, old_device_venv)
+    b = Board(board_root / "sshd", device_venv, old_device_venv,
+              EMULATED_CACHE / "rpi4" / "bin")
     b.start()
     yield b
     b.close()

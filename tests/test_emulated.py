@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
-
-CACHE = ROOT / ".venv" / "emulated-cache"
+from tests.conftest import EMULATED_CACHE as CACHE
+from tests.conftest import assert_one_line_error, run_cli, run_json
 A72_FEATURES = "fp asimd evtstrm crc32 cpuid"
 HWCAP_ASIMDDP = 1 << 20  # Linux arch/arm64 uapi hwcap.h
 HWCAP_ATOMICS = 1 << 8
@@ -224,6 +223,73 @@ def test_build_with_the_emulated_board_checks_every_variant(exports, emulated, t
     _assert_ops_match_the_graphs(files["model.int8.onnx"], ops)
     build_record = json.loads((directory / "build.json").read_text())
     assert "arm_check.json" in build_record["files"]
+
+
+# ---- the emulated board behind the real sshd (tests/board.py's `board-arm`) ----
+
+def _assert_said_by_the_emulated_a72(facts: dict, board, prepared: dict) -> None:
+    """The facts of a process of the emulated Pi 4, logged in over SSH as the board account."""
+    assert facts["isa"] == "aarch64"
+    assert facts["cpu_model"] == "Cortex-A72"  # Arm's name for CPU part 0xd08
+    assert "cortex-a72" in facts["emulated"] and "QEMU" in facts["emulated"]
+    assert facts["user"] == board.account
+    assert facts["python"].startswith(prepared["root"])  # the sysroot's python3.11
+
+
+def _assert_time_free(run: dict) -> None:
+    assert run["source"] == "emulated"
+    assert run["note"] == "emulated: correctness and graph facts only"
+    assert run["end_to_end"] is None and run["energy"] is None
+    text = json.dumps(run)
+    assert "_ms" not in text and "latency" not in text and "energy_" not in text
+
+
+def test_the_emulated_board_behind_sshd_says_it_is_emulated(exports, emulated, board):
+    """`board-arm`'s PATH holds the emulated Pi 4's launchers: `device check` and `profile
+    --device` reach its own edgeexport over SSH, and it says itself that it is an emulated
+    Cortex-A72 (the client addressed it as a plain host); its profile keeps no time."""
+    ssh = ["--ssh-config", board.ssh_config]
+    check = run_json("device", "check", "board-arm", *ssh)
+    _assert_said_by_the_emulated_a72(check["facts"], board, emulated["rpi4"])
+    assert "EMULATED" in run_cli("device", "check", "board-arm", *ssh).stdout
+    report = run_json("profile", exports["v3s"], "--device", "board-arm", *ssh)  # 50 runs asked
+    _assert_time_free(report)
+    assert report["runs"] == 2  # the emulated board ran each kernel, kept no time
+    assert report["where"]["device"] == "board-arm"
+    assert report["where"]["emulated"] == report["board"]["emulated"]
+    _assert_said_by_the_emulated_a72(report["board"], board, emulated["rpi4"])
+    assert report["model"].startswith(str(board.cache / "edgeexport" / "models"))
+    assert report["layers"] and report["runtime"] == "onnxruntime"
+    from importlib.metadata import version
+    assert version("onnxruntime") in report["runtime_version"]
+
+
+def test_build_on_the_emulated_board_behind_sshd_keeps_its_runs_time_free(
+        exports, emulated, board, tmp_path):
+    """`build --device board-arm` on the exports of the emulated build (not exported again):
+    the board says it is emulated, so every time is measured here and the board's runs of
+    the files are kept apart, time-free."""
+    out = tmp_path / "dist"
+    shutil.copytree(exports["v3s"].parent.parent, out)
+    models = {p: p.stat().st_mtime_ns for p in out.glob("rpi4/*/model.*")}
+    summary = run_json("build", "--target", "rpi4", "--family", "mobilenet_v3_small",
+                       "--alpha", "0.25", "--resolution", "64", "--formats", "onnx",
+                       "--num-classes", "10", "--device", "board-arm", "--ssh-config",
+                       board.ssh_config, "--out", out)
+    vid = exports["v3s"].name
+    assert summary["built"] == [vid]
+    assert models and {p: p.stat().st_mtime_ns for p in models} == models  # not re-exported
+    assert summary["device"] == "board-arm" and "cortex-a72" in summary["device_emulated"]
+    profile = json.loads((out / "rpi4" / vid / "profile.json").read_text())
+    assert sorted(profile["measurements"]) == ["onnxruntime_fp32", "onnxruntime_int8"]
+    for m in profile["measurements"].values():  # the times: this machine's
+        assert m["board"]["isa"] == platform.machine() and "device" not in m["where"]
+        assert m["board"]["emulated"] is None
+    assert sorted(profile["emulated"]) == sorted(profile["measurements"])
+    for run in profile["emulated"].values():
+        _assert_time_free(run)
+        assert run["where"]["device"] == "board-arm"
+        _assert_said_by_the_emulated_a72(run["board"], board, emulated["rpi4"])
 
 
 # ---- refusals: one line, nothing half-prepared ----

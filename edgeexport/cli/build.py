@@ -107,7 +107,7 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
                "reasons": outcome.reasons,
                "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
-               "arm_check": plan.arm_board,
+               "arm_check": plan.arm_board, "device_emulated": outcome.device_emulated,
                "device_error": outcome.device_error,
                "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
     if as_json:
@@ -115,6 +115,10 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
     else:
         click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
                    f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
+        if outcome.device_emulated is not None:
+            click.echo(f"board {plan.device.name} is EMULATED ({outcome.device_emulated}): it "
+                       "ran the files (profile.json → emulated, no time); every time is this "
+                       "machine's")
         for vid, why in outcome.failed.items():
             if outcome.device_error is None or outcome.device_error not in why:
                 click.echo(f"FAILED {vid}: {why}", err=True)
