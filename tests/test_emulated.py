@@ -8,6 +8,7 @@ optimised graphs read with onnx here, and the x86 runtimes run by the test itsel
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import threading
@@ -223,6 +224,46 @@ def test_build_with_the_emulated_board_checks_every_variant(exports, emulated, t
     _assert_ops_match_the_graphs(files["model.int8.onnx"], ops)
     build_record = json.loads((directory / "build.json").read_text())
     assert "arm_check.json" in build_record["files"]
+
+
+def _page_data(page: str) -> dict:
+    """The JSON block report.html draws from, read as plain JSON."""
+    block = re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
+                      page, re.S)[1]
+    return json.loads(block.replace("<\\/", "</"))
+
+
+def _ops_in_words(ops: dict | None) -> str | None:
+    if ops is None:
+        return None
+    return (f"{sum(v['quantized'] for v in ops.values())} quantized / "
+            f"{sum(v['float'] for v in ops.values())} float")
+
+
+def test_the_report_and_the_build_summary_show_the_arm_check(exports):
+    """report.html's variant view and the terminal summary of `build` carry the card's ARM
+    section (held to card.json read here), labelled emulated with the board and its core."""
+    directory = exports["v3s"]
+    page = (directory.parent / "report.html").read_text()
+    assert 'id="layers-arm"' in page and "drawArm(L.arm)" in page
+    arm = json.loads((directory / "card.json").read_text())["arm"]["rpi4"]
+    (shown,) = _page_data(page)["layers"][directory.name]["arm"]
+    assert "EMULATED rpi4 (cortex-a72" in shown["title"] and arm["note"] in shown["title"]
+    assert [r["file"] for r in shown["files"]] == [f["file"] for f in arm["files"]]
+    for row, f in zip(shown["files"], arm["files"]):
+        for key in ("cosine_mean", "top1_agreement", "bit_identical", "max_abs_diff"):
+            assert row[key] == f[key], (f["file"], key)
+        assert row["ops_arm"] == _ops_in_words(f["ops_arm"])
+        assert row["ops_x86"] == _ops_in_words(f["ops_x86"])
+    # The same build again (every variant cached): its terminal summary.
+    text = run_cli("build", "--target", "rpi4", "--family", "mobilenet_v3_small", "--alpha",
+                   "0.25", "--resolution", "64", "--formats", "onnx", "--num-classes", "10",
+                   "--device", "emulated:rpi4", "--out", directory.parent.parent).stdout
+    (line,) = [x for x in text.splitlines() if "ARM check" in x]
+    int8 = next(f for f in arm["files"] if f["file"] == "model.int8.onnx")
+    assert line.startswith(f"{directory.name}: ARM check EMULATED on rpi4 (cortex-a72)")
+    assert f"top-1 agreement ≥ {min(f['top1_agreement'] for f in arm['files']):g}" in line
+    assert f"int8 ONNX ops on ARM {_ops_in_words(int8['ops_arm'])}" in line
 
 
 # ---- the emulated board behind the real sshd (tests/board.py's `board-arm`) ----

@@ -115,6 +115,10 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
     else:
         click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
                    f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
+        if plan.arm_board is not None:
+            from edgeexport.build.arm_report import summary_lines
+            for line in summary_lines(root, outcome.built + outcome.cached, plan.arm_board):
+                click.echo(line)
         if outcome.device_emulated is not None:
             click.echo(f"board {plan.device.name} is EMULATED ({outcome.device_emulated}): it "
                        "ran the files (profile.json → emulated, no time); every time is this "
