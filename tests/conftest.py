@@ -22,6 +22,10 @@ import edgeexport.cli.process_defaults  # noqa: E402,F401,I001
 # its own cache, shared by every command it runs, so that it reads nothing from the user's.
 os.environ["EDGEEXPORT_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-cache-")
 atexit.register(shutil.rmtree, os.environ["EDGEEXPORT_CACHE_DIR"], ignore_errors=True)
+# No emulated board is prepared for the suite's commands (`build` checks files on one by
+# default when it is): only tests/test_emulated.py points its own commands at its boards.
+os.environ["EDGEEXPORT_EMULATED_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-emulated-")
+atexit.register(shutil.rmtree, os.environ["EDGEEXPORT_EMULATED_DIR"], ignore_errors=True)
 
 # The test files import these from here.
 from tests.support.commands import (  # noqa: E402,F401

@@ -6,7 +6,6 @@ Held against references the code under test does not compute: the core's feature
 kernel interface QEMU emulates reports them (AT_HWCAP in /proc/self/auxv), onnxruntime's own
 optimised graphs read with onnx here, and the x86 runtimes run by the test itself."""
 import json
-import os
 import platform
 import re
 import shutil
@@ -19,7 +18,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import EMULATED_CACHE as CACHE
-from tests.conftest import assert_one_line_error, run_cli, run_json
+from tests.conftest import assert_one_line_error
+from tests.conftest import run_cli as run_anywhere
 A72_FEATURES = "fp asimd evtstrm crc32 cpuid"
 HWCAP_ASIMDDP = 1 << 20  # Linux arch/arm64 uapi hwcap.h
 HWCAP_ATOMICS = 1 << 8
@@ -30,12 +30,21 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="emulates an ARM board on an x86-64 host")
 
 
+def run_cli(*args, env=None, **kw):
+    """The command with this module's boards (the rest of the suite sees none prepared)."""
+    return run_anywhere(*args, env={"EDGEEXPORT_EMULATED_DIR": str(CACHE), **(env or {})},
+                        **kw)
+
+
+def run_json(*args, **kw):
+    return json.loads(run_cli(*args, "--json", **kw).stdout)
+
+
 @pytest.fixture(scope="session")
 def emulated():
     """Both boards prepared (QEMU installed first if missing); name → board.json."""
     if shutil.which("qemu-aarch64-static") is None:
         pytest.fail("qemu-user-static is not installed: `make test` installs Debian's")
-    os.environ["EDGEEXPORT_EMULATED_DIR"] = str(CACHE)
     return {b: run_json("device", "emulate", b) for b in ("rpi4", "rpi5")}
 
 
@@ -255,15 +264,24 @@ def test_the_report_and_the_build_summary_show_the_arm_check(exports):
             assert row[key] == f[key], (f["file"], key)
         assert row["ops_arm"] == _ops_in_words(f["ops_arm"])
         assert row["ops_x86"] == _ops_in_words(f["ops_x86"])
-    # The same build again (every variant cached): its terminal summary.
-    text = run_cli("build", "--target", "rpi4", "--family", "mobilenet_v3_small", "--alpha",
-                   "0.25", "--resolution", "64", "--formats", "onnx", "--num-classes", "10",
-                   "--device", "emulated:rpi4", "--out", directory.parent.parent).stdout
+    # The same build again without `--device emulated:rpi4`: the check is on by default with
+    # the rpi4 board prepared, so every variant is cached; its terminal summary.
+    grid = ["--target", "rpi4", "--family", "mobilenet_v3_small", "--alpha", "0.25",
+            "--resolution", "64", "--formats", "onnx", "--num-classes", "10",
+            "--out", directory.parent.parent]
+    text = run_cli("build", *grid).stdout
+    assert "0 built, 1 unchanged" in text
     (line,) = [x for x in text.splitlines() if "ARM check" in x]
     int8 = next(f for f in arm["files"] if f["file"] == "model.int8.onnx")
     assert line.startswith(f"{directory.name}: ARM check EMULATED on rpi4 (cortex-a72)")
     assert f"top-1 agreement ≥ {min(f['top1_agreement'] for f in arm['files']):g}" in line
     assert f"int8 ONNX ops on ARM {_ops_in_words(int8['ops_arm'])}" in line
+    # Off with --no-arm-check, and silently off where no board is prepared: the variant would
+    # be measured again, without the check.
+    unchecked = {directory.name: "changed: arm_check"}
+    assert run_json("build", *grid, "--dry-run", "--no-arm-check")["would_build"] == unchecked
+    assert run_json("build", *grid, "--dry-run", env={"EDGEEXPORT_EMULATED_DIR": str(
+        directory.parent / "no-boards")})["would_build"] == unchecked
 
 
 # ---- the emulated board behind the real sshd (tests/board.py's `board-arm`) ----
@@ -316,7 +334,7 @@ def test_build_on_the_emulated_board_behind_sshd_keeps_its_runs_time_free(
     summary = run_json("build", "--target", "rpi4", "--family", "mobilenet_v3_small",
                        "--alpha", "0.25", "--resolution", "64", "--formats", "onnx",
                        "--num-classes", "10", "--device", "board-arm", "--ssh-config",
-                       board.ssh_config, "--out", out)
+                       board.ssh_config, "--no-arm-check", "--out", out)
     vid = exports["v3s"].name
     assert summary["built"] == [vid]
     assert models and {p: p.stat().st_mtime_ns for p in models} == models  # not re-exported
@@ -341,6 +359,14 @@ def test_the_max_core_is_refused(tmp_path):
                                   env=env), "max", "cortex-a72")
     assert_one_line_error(run_cli("device", "emulate", "max", check=False, env=env), "max")
     assert not (tmp_path / "cache").exists()
+
+
+def test_no_arm_check_with_a_board_to_check_on_is_refused(tmp_path):
+    for asked in (["--arm-check", "rpi4"], ["--device", "emulated:rpi4"]):
+        proc = run_cli("build", "--family", "mobilenet_v1", "--alpha", "0.25", "--resolution",
+                       "64", "--no-arm-check", *asked, "--out", tmp_path, check=False)
+        assert_one_line_error(proc, "--no-arm-check", asked[1])
+    assert not list(tmp_path.iterdir())
 
 
 def test_no_qemu_is_refused(tmp_path):

@@ -457,6 +457,16 @@ def load(name: str) -> Prepared:
     return Prepared(**json.loads(path.read_text()))
 
 
+def prepared_for(target: str) -> str | None:
+    """The emulated board of a target of that name (rpi4, rpi5) when it is prepared and its
+    QEMU is still there: `build` checks on it by default. None otherwise (another target,
+    never prepared, QEMU removed since)."""
+    path = cache_root() / target / "board.json"
+    if target not in BOARDS or not path.is_file():
+        return None
+    return target if Path(json.loads(path.read_text())["qemu"]).exists() else None
+
+
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD")}
