@@ -392,6 +392,26 @@ def test_a_sysroot_missing_a_library_is_refused(emulated, tmp_path):
     assert not [p for p in cache.iterdir() if p.name.startswith((".rpi4", "site", ".site"))]
 
 
+def test_no_arm64_packages_reachable_is_refused(emulated, tmp_path):
+    """apt's own configuration (APT_CONFIG) pointing at a mirror nothing serves, with lists
+    of its own: `apt-get update` fetches nothing and `apt-get download` finds no arm64
+    package. Nothing of the sysroot is left in the cache."""
+    apt = tmp_path / "apt"
+    for d in ("lists/partial", "parts", "archives/partial"):
+        (apt / d).mkdir(parents=True)
+    (apt / "sources.list").write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    (apt / "apt.conf").write_text("".join(f'{k} "{v}";\n' for k, v in {
+        "Dir::Etc::sourcelist": apt / "sources.list", "Dir::Etc::sourceparts": apt / "parts",
+        "Dir::State::lists": apt / "lists", "Dir::Cache::archives": apt / "archives",
+        "Dir::Cache::pkgcache": "", "Dir::Cache::srcpkgcache": ""}.items()))
+    cache = tmp_path / "cache"
+    proc = run_cli("device", "emulate", "rpi4", "--json", check=False,  # no progress lines
+                   env={"APT_CONFIG": str(apt / "apt.conf"),
+                        "EDGEEXPORT_EMULATED_DIR": str(cache)})
+    assert_one_line_error(proc, "arm64 packages unreachable", "python3.11-minimal")
+    assert [p.name for p in cache.iterdir()] == [".lock"]
+
+
 def test_an_unprepared_board_is_refused(tmp_path, exports):
     proc = run_cli("profile", exports["v2"], "--device", "emulated:rpi5", check=False,
                    env={"EDGEEXPORT_EMULATED_DIR": str(tmp_path / "empty")})
