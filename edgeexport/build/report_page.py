@@ -3,10 +3,9 @@
 The page is a variant table (sortable, filterable, each row a link to the variant's layer
 view), scatter and Pareto plots drawn as inline SVG by the page's own script, and a layer
 view per variant (per-layer latency as horizontal bars, the int8 error map, the emulated ARM
-check of its files when the build ran one). Everything it
-shows comes from one JSON block embedded in the page, made here from the build's records;
-the script and style sheet are shipped in the package (report_assets/) and inlined: no
-network, no CDN, no web font.
+check of its files when the build ran one). Everything it shows comes from one JSON block
+embedded in the page, made here from the build's records; the script and style sheet are
+shipped in the package (report_assets/) and inlined: no network, no CDN, no web font.
 
 Every number carries what it is: latencies are MEASURED (where, runtime, threads, runs) or
 ESTIMATED (the target's cost model and its known error), accuracies name their source (the

@@ -60,7 +60,7 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, o
             return
     else:
         from edgeexport.measure.profile import profile as run_profile
-        runs, warmup = emulator.emulated_runs(runs, warmup)
+        runs, warmup = emulator.capped_runs(runs, warmup)
         report = run_profile(path, target, runtime, precision, threads, runs, warmup, analysis)
     for warning in report.board_warnings:
         click.echo(f"edgeexport: warning: {report.where.get('device', 'this machine')}: "

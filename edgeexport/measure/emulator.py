@@ -553,7 +553,7 @@ def profile(name: str, path: Path, target: str, runtime: str | None, precision: 
     return time_free(measured, f"{PREFIX}{board.board}")
 
 
-def emulated_runs(runs: int, warmup: int) -> tuple[int, int]:
+def capped_runs(runs: int, warmup: int) -> tuple[int, int]:
     """Runs and warm-ups of a profile in this process: an emulated one (its launcher said so)
     keeps no time, so it runs each file only enough to run every kernel."""
     if os.environ.get(EMULATED_ENV):
