@@ -6,10 +6,12 @@ dedicated unprivileged account created for the session, so the measuring process
 from the test's in user, process and Python; run as another user, sshd can only log that
 user in. The account's PATH holds the device venv (``edgeexport[device]``, no torch).
 
-Three ports, three set-ups of the same account (sshd ``Match LocalPort``):
+Four ports, four set-ups of the same account (sshd ``Match LocalPort``):
 - ``board``: the device venv on the PATH;
 - ``board-bare``: no edgeexport on the PATH;
-- ``board-old``: an edgeexport of another version on the PATH.
+- ``board-old``: an edgeexport of another version on the PATH;
+- ``board-arm``: the emulated Pi 4's launchers on the PATH (``edgeexport device emulate
+  rpi4``'s ``bin/``): its ``edgeexport`` runs inside the emulated aarch64 Python.
 ``board-wrongkey`` offers an unauthorized key; ``board-down`` a port nothing listens on.
 """
 from __future__ import annotations
@@ -65,7 +67,7 @@ def _descendants(pid: int) -> list[int]:
 class Board:
     """sshd on loopback; ``start()``/``kill()`` it, read its log, name its client config."""
 
-    def __init__(self, root: Path, device_venv: Path, old_venv: Path) -> None:
+    def __init__(self, root: Path, device_venv: Path, old_venv: Path, arm_bin: Path) -> None:
         self.root = world_readable_dir(root)
         self.as_root = os.geteuid() == 0
         self.account = ACCOUNT if self.as_root else getpass.getuser()
@@ -76,7 +78,8 @@ class Board:
         self.cache.mkdir(exist_ok=True)
         if self.as_root:
             subprocess.run(["chown", "-R", self.account, str(self.home)], check=True)
-        self.ports = {"board": free_port(), "board-bare": free_port(), "board-old": free_port()}
+        self.ports = {"board": free_port(), "board-bare": free_port(), "board-old": free_port(),
+                      "board-arm": free_port()}
         self.log = root / "sshd.log"
         self.process: subprocess.Popen | None = None
         host_pub = _keygen(root / "host_ed25519")
@@ -87,7 +90,7 @@ class Board:
         keys.chmod(0o644)
         (root / "known_hosts").write_text("".join(
             f"[127.0.0.1]:{port} {host_pub}\n" for port in self.ports.values()))
-        self._write_sshd_config(keys, device_venv, old_venv)
+        self._write_sshd_config(keys, device_venv, old_venv, arm_bin)
         self.ssh_config = root / "ssh_config"
         self._write_client_config()
 
@@ -102,7 +105,8 @@ class Board:
         subprocess.run(["usermod", "-p", "*", ACCOUNT], check=True, capture_output=True)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
 
-    def _write_sshd_config(self, keys: Path, device_venv: Path, old_venv: Path) -> None:
+    def _write_sshd_config(self, keys: Path, device_venv: Path, old_venv: Path,
+                           arm_bin: Path) -> None:
         env = f"XDG_CACHE_HOME={self.cache}"
         path = "/usr/local/bin:/usr/bin:/bin"
         lines = [*(f"Port {p}" for p in self.ports.values()), "ListenAddress 127.0.0.1",
@@ -114,7 +118,9 @@ class Board:
                  f"SetEnv PATH={device_venv / 'bin'}:{path} {env}",
                  f"Match LocalPort {self.ports['board-bare']}", f"  SetEnv PATH={path} {env}",
                  f"Match LocalPort {self.ports['board-old']}",
-                 f"  SetEnv PATH={old_venv / 'bin'}:{path} {env}"]
+                 f"  SetEnv PATH={old_venv / 'bin'}:{path} {env}",
+                 f"Match LocalPort {self.ports['board-arm']}",
+                 f"  SetEnv PATH={arm_bin}:{path} {env}"]
         self.sshd_config = self.root / "sshd_config"
         self.sshd_config.write_text("\n".join(lines) + "\n")
 

@@ -22,6 +22,10 @@ import edgeexport.cli.process_defaults  # noqa: E402,F401,I001
 # its own cache, shared by every command it runs, so that it reads nothing from the user's.
 os.environ["EDGEEXPORT_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-cache-")
 atexit.register(shutil.rmtree, os.environ["EDGEEXPORT_CACHE_DIR"], ignore_errors=True)
+# No emulated board is prepared for the suite's commands (`build` checks files on one by
+# default when it is): only tests/test_emulated.py points its own commands at its boards.
+os.environ["EDGEEXPORT_EMULATED_DIR"] = tempfile.mkdtemp(prefix="edgeexport-test-emulated-")
+atexit.register(shutil.rmtree, os.environ["EDGEEXPORT_EMULATED_DIR"], ignore_errors=True)
 
 # The test files import these from here.
 from tests.support.commands import (  # noqa: E402,F401
@@ -177,13 +181,18 @@ def old_device_venv(board_root, device_venv, tmp_path_factory):
     return root
 
 
+# Where the suite prepares its emulated boards (tests/test_emulated.py), once per clone.
+EMULATED_CACHE = ROOT / ".venv" / "emulated-cache"
+
+
 @pytest.fixture(scope="session")
 def board(board_root, device_venv, old_device_venv):
     """sshd on 127.0.0.1 serving the board account (see tests/board.py)."""
     from tests.board import Board
     if not Path("/usr/sbin/sshd").exists():
         pytest.fail("openssh-server is not installed: `make test` installs Debian's")
-    b = Board(board_root / "sshd", device_venv, old_device_venv)
+    b = Board(board_root / "sshd", device_venv, old_device_venv,
+              EMULATED_CACHE / "rpi4" / "bin")
     b.start()
     yield b
     b.close()

@@ -6,8 +6,8 @@ Held against references the code under test does not compute: the core's feature
 kernel interface QEMU emulates reports them (AT_HWCAP in /proc/self/auxv), onnxruntime's own
 optimised graphs read with onnx here, and the x86 runtimes run by the test itself."""
 import json
-import os
 import platform
+import re
 import shutil
 import subprocess
 import threading
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, assert_one_line_error, run_cli, run_json
-
-CACHE = ROOT / ".venv" / "emulated-cache"
+from tests.conftest import EMULATED_CACHE as CACHE
+from tests.conftest import assert_one_line_error
+from tests.conftest import run_cli as run_anywhere
 A72_FEATURES = "fp asimd evtstrm crc32 cpuid"
 HWCAP_ASIMDDP = 1 << 20  # Linux arch/arm64 uapi hwcap.h
 HWCAP_ATOMICS = 1 << 8
@@ -30,12 +30,21 @@ pytestmark = pytest.mark.skipif(platform.machine() != "x86_64",
                                 reason="emulates an ARM board on an x86-64 host")
 
 
+def run_cli(*args, env=None, **kw):
+    """The command with this module's boards (the rest of the suite sees none prepared)."""
+    return run_anywhere(*args, env={"EDGEEXPORT_EMULATED_DIR": str(CACHE), **(env or {})},
+                        **kw)
+
+
+def run_json(*args, **kw):
+    return json.loads(run_cli(*args, "--json", **kw).stdout)
+
+
 @pytest.fixture(scope="session")
 def emulated():
     """Both boards prepared (QEMU installed first if missing); name → board.json."""
     if shutil.which("qemu-aarch64-static") is None:
         pytest.fail("qemu-user-static is not installed: `make test` installs Debian's")
-    os.environ["EDGEEXPORT_EMULATED_DIR"] = str(CACHE)
     return {b: run_json("device", "emulate", b) for b in ("rpi4", "rpi5")}
 
 
@@ -226,6 +235,121 @@ def test_build_with_the_emulated_board_checks_every_variant(exports, emulated, t
     assert "arm_check.json" in build_record["files"]
 
 
+def _page_data(page: str) -> dict:
+    """The JSON block report.html draws from, read as plain JSON."""
+    block = re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
+                      page, re.S)[1]
+    return json.loads(block.replace("<\\/", "</"))
+
+
+def _ops_in_words(ops: dict | None) -> str | None:
+    if ops is None:
+        return None
+    return (f"{sum(v['quantized'] for v in ops.values())} quantized / "
+            f"{sum(v['float'] for v in ops.values())} float")
+
+
+def test_the_report_and_the_build_summary_show_the_arm_check(exports):
+    """report.html's variant view and the terminal summary of `build` carry the card's ARM
+    section (held to card.json read here), labelled emulated with the board and its core."""
+    directory = exports["v3s"]
+    page = (directory.parent / "report.html").read_text()
+    assert 'id="layers-arm"' in page and "drawArm(L.arm)" in page
+    arm = json.loads((directory / "card.json").read_text())["arm"]["rpi4"]
+    (shown,) = _page_data(page)["layers"][directory.name]["arm"]
+    assert "EMULATED rpi4 (cortex-a72" in shown["title"] and arm["note"] in shown["title"]
+    assert [r["file"] for r in shown["files"]] == [f["file"] for f in arm["files"]]
+    for row, f in zip(shown["files"], arm["files"]):
+        for key in ("cosine_mean", "top1_agreement", "bit_identical", "max_abs_diff"):
+            assert row[key] == f[key], (f["file"], key)
+        assert row["ops_arm"] == _ops_in_words(f["ops_arm"])
+        assert row["ops_x86"] == _ops_in_words(f["ops_x86"])
+    # The same build again without `--device emulated:rpi4`: the check is on by default with
+    # the rpi4 board prepared, so every variant is cached; its terminal summary.
+    grid = ["--target", "rpi4", "--family", "mobilenet_v3_small", "--alpha", "0.25",
+            "--resolution", "64", "--formats", "onnx", "--num-classes", "10",
+            "--out", directory.parent.parent]
+    text = run_cli("build", *grid).stdout
+    assert "0 built, 1 unchanged" in text
+    (line,) = [x for x in text.splitlines() if "ARM check" in x]
+    int8 = next(f for f in arm["files"] if f["file"] == "model.int8.onnx")
+    assert line.startswith(f"{directory.name}: ARM check EMULATED on rpi4 (cortex-a72)")
+    assert f"top-1 agreement ≥ {min(f['top1_agreement'] for f in arm['files']):g}" in line
+    assert f"int8 ONNX ops on ARM {_ops_in_words(int8['ops_arm'])}" in line
+    # Off with --no-arm-check, and silently off where no board is prepared: the variant would
+    # be measured again, without the check.
+    unchecked = {directory.name: "changed: arm_check"}
+    assert run_json("build", *grid, "--dry-run", "--no-arm-check")["would_build"] == unchecked
+    assert run_json("build", *grid, "--dry-run", env={"EDGEEXPORT_EMULATED_DIR": str(
+        directory.parent / "no-boards")})["would_build"] == unchecked
+
+
+# ---- the emulated board behind the real sshd (tests/board.py's `board-arm`) ----
+
+def _assert_said_by_the_emulated_a72(facts: dict, board, prepared: dict) -> None:
+    """The facts of a process of the emulated Pi 4, logged in over SSH as the board account."""
+    assert facts["isa"] == "aarch64"
+    assert facts["cpu_model"] == "Cortex-A72"  # Arm's name for CPU part 0xd08
+    assert "cortex-a72" in facts["emulated"] and "QEMU" in facts["emulated"]
+    assert facts["user"] == board.account
+    assert facts["python"].startswith(prepared["root"])  # the sysroot's python3.11
+
+
+def _assert_time_free(run: dict) -> None:
+    assert run["source"] == "emulated"
+    assert run["note"] == "emulated: correctness and graph facts only"
+    assert run["end_to_end"] is None and run["energy"] is None
+    text = json.dumps(run)
+    assert "_ms" not in text and "latency" not in text and "energy_" not in text
+
+
+def test_the_emulated_board_behind_sshd_says_it_is_emulated(exports, emulated, board):
+    """`board-arm`'s PATH holds the emulated Pi 4's launchers: `device check` and `profile
+    --device` reach its own edgeexport over SSH, and it says itself that it is an emulated
+    Cortex-A72 (the client addressed it as a plain host); its profile keeps no time."""
+    ssh = ["--ssh-config", board.ssh_config]
+    check = run_json("device", "check", "board-arm", *ssh)
+    _assert_said_by_the_emulated_a72(check["facts"], board, emulated["rpi4"])
+    report = run_json("profile", exports["v3s"], "--device", "board-arm", *ssh)  # 50 runs asked
+    _assert_time_free(report)
+    assert report["runs"] == 2  # the emulated board ran each kernel, kept no time
+    assert report["where"]["device"] == "board-arm"
+    assert report["where"]["emulated"] == report["board"]["emulated"]
+    _assert_said_by_the_emulated_a72(report["board"], board, emulated["rpi4"])
+    assert report["model"].startswith(str(board.cache / "edgeexport" / "models"))
+    assert report["layers"] and report["runtime"] == "onnxruntime"
+    from importlib.metadata import version
+    assert version("onnxruntime") in report["runtime_version"]
+
+
+def test_build_on_the_emulated_board_behind_sshd_keeps_its_runs_time_free(
+        exports, emulated, board, tmp_path):
+    """`build --device board-arm` on the exports of the emulated build (not exported again):
+    the board says it is emulated, so every time is measured here and the board's runs of
+    the files are kept apart, time-free."""
+    out = tmp_path / "dist"
+    shutil.copytree(exports["v3s"].parent.parent, out)
+    models = {p: p.stat().st_mtime_ns for p in out.glob("rpi4/*/model.*")}
+    summary = run_json("build", "--target", "rpi4", "--family", "mobilenet_v3_small",
+                       "--alpha", "0.25", "--resolution", "64", "--formats", "onnx",
+                       "--num-classes", "10", "--device", "board-arm", "--ssh-config",
+                       board.ssh_config, "--no-arm-check", "--out", out)
+    vid = exports["v3s"].name
+    assert summary["built"] == [vid]
+    assert models and {p: p.stat().st_mtime_ns for p in models} == models  # not re-exported
+    assert summary["device"] == "board-arm" and "cortex-a72" in summary["device_emulated"]
+    profile = json.loads((out / "rpi4" / vid / "profile.json").read_text())
+    assert sorted(profile["measurements"]) == ["onnxruntime_fp32", "onnxruntime_int8"]
+    for m in profile["measurements"].values():  # the times: this machine's
+        assert m["board"]["isa"] == platform.machine() and "device" not in m["where"]
+        assert m["board"]["emulated"] is None
+    assert sorted(profile["emulated"]) == sorted(profile["measurements"])
+    for run in profile["emulated"].values():
+        _assert_time_free(run)
+        assert run["where"]["device"] == "board-arm"
+        _assert_said_by_the_emulated_a72(run["board"], board, emulated["rpi4"])
+
+
 # ---- refusals: one line, nothing half-prepared ----
 
 def test_the_max_core_is_refused(tmp_path):
@@ -234,6 +358,14 @@ def test_the_max_core_is_refused(tmp_path):
                                   env=env), "max", "cortex-a72")
     assert_one_line_error(run_cli("device", "emulate", "max", check=False, env=env), "max")
     assert not (tmp_path / "cache").exists()
+
+
+def test_no_arm_check_with_a_board_to_check_on_is_refused(tmp_path):
+    for asked in (["--arm-check", "rpi4"], ["--device", "emulated:rpi4"]):
+        proc = run_cli("build", "--family", "mobilenet_v1", "--alpha", "0.25", "--resolution",
+                       "64", "--no-arm-check", *asked, "--out", tmp_path, check=False)
+        assert_one_line_error(proc, "--no-arm-check", asked[1])
+    assert not list(tmp_path.iterdir())
 
 
 def test_no_qemu_is_refused(tmp_path):
@@ -257,6 +389,26 @@ def test_a_sysroot_missing_a_library_is_refused(emulated, tmp_path):
     assert_one_line_error(proc, "libz.so.1", str(copy))
     assert not (cache / "rpi4").exists()
     assert not [p for p in cache.iterdir() if p.name.startswith((".rpi4", "site", ".site"))]
+
+
+def test_no_arm64_packages_reachable_is_refused(emulated, tmp_path):
+    """apt's own configuration (APT_CONFIG) pointing at a mirror nothing serves, with lists
+    of its own: `apt-get update` fetches nothing and `apt-get download` finds no arm64
+    package. Nothing of the sysroot is left in the cache."""
+    apt = tmp_path / "apt"
+    for d in ("lists/partial", "parts", "archives/partial"):
+        (apt / d).mkdir(parents=True)
+    (apt / "sources.list").write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    (apt / "apt.conf").write_text("".join(f'{k} "{v}";\n' for k, v in {
+        "Dir::Etc::sourcelist": apt / "sources.list", "Dir::Etc::sourceparts": apt / "parts",
+        "Dir::State::lists": apt / "lists", "Dir::Cache::archives": apt / "archives",
+        "Dir::Cache::pkgcache": "", "Dir::Cache::srcpkgcache": ""}.items()))
+    cache = tmp_path / "cache"
+    proc = run_cli("device", "emulate", "rpi4", "--json", check=False,  # no progress lines
+                   env={"APT_CONFIG": str(apt / "apt.conf"),
+                        "EDGEEXPORT_EMULATED_DIR": str(cache)})
+    assert_one_line_error(proc, "arm64 packages unreachable", "python3.11-minimal")
+    assert [p.name for p in cache.iterdir()] == [".lock"]
 
 
 def test_an_unprepared_board_is_refused(tmp_path, exports):

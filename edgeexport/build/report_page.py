@@ -2,10 +2,10 @@
 
 The page is a variant table (sortable, filterable, each row a link to the variant's layer
 view), scatter and Pareto plots drawn as inline SVG by the page's own script, and a layer
-view per variant (per-layer latency as horizontal bars, the int8 error map). Everything it
-shows comes from one JSON block embedded in the page, made here from the build's records;
-the script and style sheet are shipped in the package (report_assets/) and inlined: no
-network, no CDN, no web font.
+view per variant (per-layer latency as horizontal bars, the int8 error map, the emulated ARM
+check of its files when the build ran one). Everything it shows comes from one JSON block
+embedded in the page, made here from the build's records; the script and style sheet are
+shipped in the package (report_assets/) and inlined: no network, no CDN, no web font.
 
 Every number carries what it is: latencies are MEASURED (where, runtime, threads, runs) or
 ESTIMATED (the target's cost model and its known error), accuracies name their source (the
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from edgeexport.build.arm_report import view as arm_view
 from edgeexport.contracts.artifacts import (
     TFLITE_INT8_VS_PYTORCH,
     Estimated,
@@ -153,6 +154,7 @@ def _layer_view(row, labels: _Labels, target: Target, repair_lines) -> dict[str,
     view["kept"] = kept
     view["float"] = floated
     view["repair"] = repair_lines(row)
+    view["arm"] = [arm_view(check) for _, check in sorted(row.card.arm.items())]
     return view
 
 
@@ -272,7 +274,8 @@ Points follow the filter above.</p>
 <div id="layers-summary"></div>
 <div class="controls"><label>bars <select id="layers-series"></select></label>
 <label><input type="checkbox" id="layers-compute"> only layers with time</label></div>
-<div class="scroll"><table id="layer-table"></table></div></section>
+<div class="scroll"><table id="layer-table"></table></div>
+<div id="layers-arm"></div></section>
 <div id="tip" role="tooltip" hidden></div>
 <script type="application/json" id="report-data">{_json_block(data)}</script>
 <script>{_asset("report.js")}</script>

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
@@ -73,6 +73,9 @@ class BuildPlan:
     device: "Device | None" = None  # measure on this board over SSH instead of here
     # the emulated board (rpi4, rpi5) of the ARM check of every variant (edgeexport.app.arm_check)
     arm_board: str | None = None
+    # what ``device`` said it is when its own facts say emulated (BoardFacts.emulated): it
+    # runs the files, time-free, and the times are measured here
+    device_emulated: str | None = None
 
 
 @dataclass
@@ -83,6 +86,7 @@ class BuildOutcome:
     reasons: dict[str, str] = field(default_factory=dict)  # variant → why it was (re)built
     seconds: float = 0.0
     device_error: str | None = None  # the board became unusable; later variants not measured
+    device_emulated: str | None = None  # the board said it is emulated (BuildPlan)
 
 
 def default_grid(target: Target, families: list[str] | None, alphas: list[float] | None,
@@ -270,12 +274,14 @@ def measure_variant(target: Target, directory: Path) -> dict[str, Measured]:
 
 
 def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: CacheKey,
-                 measured: dict[str, Measured], farm: Placement | None = None) -> None:
+                 measured: dict[str, Measured], farm: Placement | None = None,
+                 emulated: dict[str, dict] | None = None) -> None:
     """Write the measurements and the target's estimates, then seal the directory with
-    build.json (``farm``: which farm workers exported and measured it)."""
+    build.json (``farm``: which farm workers exported and measured it; ``emulated``: the
+    time-free runs of an emulated board, Profile.emulated)."""
     from edgeexport.estimate.estimates import estimate
     from edgeexport.measure.profile import read_analysis
-    write_record(directory, Profile(measured))
+    write_record(directory, Profile(measured, emulated or {}))
     analysis = read_analysis(directory)
     estimates = {}
     if plan.target.latency_model is not None and analysis is not None:
@@ -285,6 +291,15 @@ def seal_variant(variant: Variant, plan: BuildPlan, directory: Path, key: CacheK
              if p.is_file() and p.name != BuildRecord.FILE and not p.name.startswith(".")}
     write_record(directory, BuildRecord(cache_key=key.key, inputs=key.inputs, variant=variant,
                                         files=files, farm=farm))
+
+
+def emulated_runs(directory: Path, plan: BuildPlan) -> dict[str, dict]:
+    """The variant's files run by the plan's board, which said it is emulated: each run
+    time-free, keyed as the measurements are."""
+    from edgeexport.measure.board import measure_on_device
+    from edgeexport.measure.emulator import time_free
+    return {key: time_free(m, plan.device.name) for key, m in measure_on_device(
+        directory, plan.device, plan.target, PROFILE_RUNS, PROFILE_WARMUP).items()}
 
 
 def check_on_arm(directory: Path, board: str, on_event, vid: str) -> str | None:
@@ -330,16 +345,20 @@ class LocalRunner:
             on_event(v.id, "measure", "")
             directory = root / v.id
             try:
-                measured = (measure_on_device(directory, plan.device, plan.target,
-                                              PROFILE_RUNS, PROFILE_WARMUP)
-                            if plan.device is not None else
-                            measure_variant(plan.target, directory))
+                emulated = None
+                if plan.device is not None and plan.device_emulated is None:
+                    measured = measure_on_device(directory, plan.device, plan.target,
+                                                 PROFILE_RUNS, PROFILE_WARMUP)
+                else:
+                    measured = measure_variant(plan.target, directory)
+                if plan.device_emulated is not None:
+                    emulated = emulated_runs(directory, plan)
                 if plan.arm_board is not None:
                     arm_failure = check_on_arm(directory, plan.arm_board, on_event, v.id)
                     if arm_failure is not None:
                         yield v, arm_failure
                         continue
-                seal_variant(v, plan, directory, keys[v.id], measured)
+                seal_variant(v, plan, directory, keys[v.id], measured, emulated=emulated)
                 yield v, None
             except DeviceError as e:
                 self.device_error = str(e)
@@ -377,8 +396,14 @@ def run_build(plan: BuildPlan,
                 todo.append(v)
         if plan.device is not None and todo:  # an unusable board: no work
             from edgeexport.measure.board import board_facts
-            for warning in board_facts(plan.device).warnings():
+            facts = board_facts(plan.device)
+            for warning in facts.warnings():
                 on_event(plan.device.name, "warning", warning)
+            if facts.emulated:
+                on_event(plan.device.name, "emulated", f"{facts.emulated}: it runs the files, "
+                         "time-free; the times are measured here")
+                plan = replace(plan, device_emulated=facts.emulated)
+                outcome.device_emulated = facts.emulated
         if todo:
             runner = runner or LocalRunner()
             for v, failure in runner.run(plan, root, todo, keys, on_event):

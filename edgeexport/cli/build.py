@@ -56,10 +56,14 @@ from edgeexport.core.errors import UserError
 @click.option("--arm-check", "arm_board", type=click.Choice(["rpi4", "rpi5"]),
               help="check every variant's files on this emulated board (`device emulate`) "
                    "against this machine's outputs, into each card's `arm` section "
-                   "(`--device emulated:BOARD` implies it)")
+                   "(`--device emulated:BOARD` implies it; default: the target's own board "
+                   "when it is prepared, rpi4 for --target rpi4, rpi5 for --target rpi5)")
+@click.option("--no-arm-check", is_flag=True,
+              help="no ARM check, even with the target's emulated board prepared")
 @json_option
 def build(target, models, alpha, resolution, weights, num_classes, calib, formats, out, jobs,
-          farm, farm_timeout, dry_run, device_spec, ssh_config, arm_board, as_json):
+          farm, farm_timeout, dry_run, device_spec, ssh_config, arm_board, no_arm_check,
+          as_json):
     """Export, measure and estimate every variant of the α/ρ grid into OUT/<target>/."""
     from edgeexport.build.sweep import BuildPlan, default_grid, plan_build, run_build
     if weights is not None and not weights.is_dir():
@@ -69,11 +73,17 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
         list_images(calib)
     variants = default_grid(target, models, alpha, resolution, num_classes)
     from edgeexport.measure import emulator
+    if no_arm_check and (arm_board is not None or emulator.is_emulated(device_spec)):
+        asked = f"--arm-check {arm_board}" if arm_board else f"--device {device_spec}"
+        raise UserError(f"--no-arm-check and {asked}: an emulated board checks the files; "
+                        "choose one")
     if emulator.is_emulated(device_spec):  # measured here; the emulated board checks the files
         emulated = emulator.board_model(device_spec).name
         if arm_board not in (None, emulated):
             raise UserError(f"--device {device_spec} and --arm-check {arm_board}: one board")
         arm_board, device_spec = emulated, None
+    elif arm_board is None and not no_arm_check and not farm:
+        arm_board = emulator.prepared_for(target.name)  # on by default where one is ready
     if arm_board is not None:
         if farm:
             raise UserError("--farm and an ARM check: the check runs on this machine's "
@@ -107,7 +117,7 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
                "built": outcome.built, "cached": outcome.cached, "failed": outcome.failed,
                "reasons": outcome.reasons,
                "seconds": round(outcome.seconds, 2), "device": plan.device and plan.device.name,
-               "arm_check": plan.arm_board,
+               "arm_check": plan.arm_board, "device_emulated": outcome.device_emulated,
                "device_error": outcome.device_error,
                "reports": [str(root / n) for n in ("report.html", "report.md", "report.json")]}
     if as_json:
@@ -115,6 +125,14 @@ def build(target, models, alpha, resolution, weights, num_classes, calib, format
     else:
         click.echo(f"{len(outcome.built)} built, {len(outcome.cached)} unchanged, "
                    f"{len(outcome.failed)} failed in {outcome.seconds:.1f} s → {root}")
+        if plan.arm_board is not None:
+            from edgeexport.build.arm_report import summary_lines
+            for line in summary_lines(root, outcome.built + outcome.cached, plan.arm_board):
+                click.echo(line)
+        if outcome.device_emulated is not None:
+            click.echo(f"board {plan.device.name} is EMULATED ({outcome.device_emulated}): it "
+                       "ran the files (profile.json → emulated, no time); every time is this "
+                       "machine's")
         for vid, why in outcome.failed.items():
             if outcome.device_error is None or outcome.device_error not in why:
                 click.echo(f"FAILED {vid}: {why}", err=True)

@@ -45,8 +45,10 @@ def check(host, ssh_config, command, as_json):
                     "warnings": facts.warnings()})
         return
     rows = [[k, "–" if v is None else str(v)] for k, v in facts.to_json().items()]
+    ready = ([f"EMULATED ({facts.emulated}): ready to check files, never to time them"]
+             if facts.emulated else ["ready to measure"])
     print_table(f"board {board.name}", ["fact", "value"], rows,
-                [f"warning: {w}" for w in facts.warnings()] or ["ready to measure"])
+                [f"warning: {w}" for w in facts.warnings()] or ready)
 
 
 @device.command(epilog="Example (on the board): edgeexport device facts --json")

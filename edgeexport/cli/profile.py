@@ -43,16 +43,8 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, o
     energy."""
     from edgeexport.measure import emulator
     if not here and emulator.is_emulated(device_spec):
-        report = emulator.profile(device_spec, path, target, runtime, precision, analysis)
-        if as_json:
-            print_json(report)
-            return
-        print_table(f"EMULATED on {report['where']['emulated']}: {report['runtime']} "
-                    f"{report['runtime_version']} ran {report['model']} ({report['runs']} "
-                    "runs, no time kept)", ["layer", "op", "MACs", "params"],
-                    [[r["name"], r["op"], r["macs"], r["params"]] for r in report["layers"]],
-                    [f"{report['note']}: no latency, no energy (emulated time is no board's "
-                     "time); `device arm-check` compares its outputs with this machine's"])
+        _print_emulated(emulator.profile(device_spec, path, target, runtime, precision,
+                                         analysis), as_json)
         return
     from edgeexport.targets import load_target
     # --here (as the board runs it on the target file we copied): its [device] is not read; a
@@ -63,8 +55,12 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, o
         from edgeexport.measure.board import profile_on_device
         report = profile_on_device(path, device, target, runtime, precision, threads, runs,
                                    warmup, analysis)
+        if report.board is not None and report.board.emulated:  # the board says so itself
+            _print_emulated(emulator.time_free(report, device.name), as_json)
+            return
     else:
         from edgeexport.measure.profile import profile as run_profile
+        runs, warmup = emulator.capped_runs(runs, warmup)
         report = run_profile(path, target, runtime, precision, threads, runs, warmup, analysis)
     for warning in report.board_warnings:
         click.echo(f"edgeexport: warning: {report.where.get('device', 'this machine')}: "
@@ -76,6 +72,19 @@ def profile(path, runtime, precision, threads, runs, warmup, target, analysis, o
     print_latency_report(report)
     if saved:
         click.echo(saved)
+
+
+def _print_emulated(report: dict, as_json: bool) -> None:
+    """A time-free report of an emulated board (edgeexport.measure.emulator.time_free)."""
+    if as_json:
+        print_json(report)
+        return
+    print_table(f"EMULATED on {report['where']['emulated']} (board {report['where']['device']}): "
+                f"{report['runtime']} {report['runtime_version']} ran {report['model']} "
+                f"({report['runs']} runs, no time kept)", ["layer", "op", "MACs", "params"],
+                [[r["name"], r["op"], r["macs"], r["params"]] for r in report["layers"]],
+                [f"{report['note']}: no latency, no energy (emulated time is no board's "
+                 "time); `device arm-check` compares its outputs with this machine's"])
 
 
 def _save(report: Measured, path: Path, out: Path | None) -> str | None:

@@ -322,6 +322,10 @@ class Profile(Record):
     """profile.json of a build variant: every measurement, keyed by ``measurement_key``."""
     FILE: ClassVar[str] = PROFILE
     measurements: dict[str, Measured]
+    # The same files run by a board whose own facts say it is emulated (`build --device` on
+    # it), keyed alike; time-free (edgeexport.measure.emulator.time_free): the measurements
+    # above are then this machine's.
+    emulated: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def p50_ms(self, runtime: str, precision: str) -> float | None:
         m = self.measurements.get(measurement_key(runtime, precision))

@@ -4,6 +4,11 @@ Runs on the board itself (device install: no torch): CPU model and cores, cpufre
 and current clock, SoC temperature and the firmware's throttling flags (``vcgencmd
 get_throttled`` on a Raspberry Pi), runtime versions, free memory, and who measured (host,
 user, process id, Python executable), so a report can show where a figure came from.
+
+An emulated board (edgeexport.measure.emulator) says so itself: its launcher, the board's own
+``python``, exports ``EDGEEXPORT_EMULATED`` (which board, core and QEMU) into the one process
+it starts, and the facts carry it. A client reaching that board over SSH learns it from the
+board, never from how it addressed it, and keeps no time from it.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ THROTTLE_BITS = {0: "under-voltage now", 1: "ARM frequency capped now", 2: "thro
                  17: "ARM frequency capping occurred", 18: "throttling occurred",
                  19: "soft temperature limit occurred"}
 NOW_MASK = 0xF
+EMULATED_ENV = "EDGEEXPORT_EMULATED"
 
 
 @dataclass
@@ -47,6 +53,8 @@ class BoardFacts:
     onnxruntime_version: str
     litert_version: str
     mem_available_mib: float | None
+    emulated: str | None = None   # e.g. "Raspberry Pi 4 (Cortex-A72) under QEMU 7.2.22 (-cpu
+    #                               cortex-a72)": this process runs emulated; None: natively
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +80,8 @@ class BoardFacts:
     def summary(self) -> str:
         """One line for report notes."""
         parts = [f"{self.cpu_model} ({self.cores} cores, {self.isa})"]
+        if self.emulated is not None:
+            parts.insert(0, f"EMULATED: {self.emulated}")
         if self.governor is not None:
             parts.append(f"governor {self.governor}")
         if self.clock_mhz is not None:
@@ -83,9 +93,19 @@ class BoardFacts:
         return ", ".join(parts)
 
 
+# Arm's core names by /proc/cpuinfo "CPU part" (implementer 0x41): a Raspberry Pi's cpuinfo
+# names no model, only these parts.
+ARM_CORES = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
+             "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
+             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0d": "Cortex-A77",
+             "0xd41": "Cortex-A78"}
+
+
 def detect_cpu() -> dict[str, Any]:
-    """This machine's CPU model, core count and whether it has the Arm dot-product extension."""
-    model, flags = platform.processor() or platform.machine(), ""
+    """This machine's CPU model, core count and whether it has the Arm dot-product extension.
+    An Arm cpuinfo naming no model (a Cortex-A72's lists only its "CPU part") gives the
+    core's name."""
+    model, flags, core = "", "", None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
@@ -94,8 +114,11 @@ def detect_cpu() -> dict[str, Any]:
                 model = value.strip()
             if key in ("flags", "features") and not flags:
                 flags = value
+            if key == "cpu part" and core is None:
+                core = ARM_CORES.get(value.strip().lower())
     except OSError:
         pass
+    model = model or core or platform.processor() or platform.machine()
     facts = {"model": model, "cores": os.cpu_count() or 1, "isa": platform.machine(),
              "dotprod": "asimddp" in flags.split()}
     try:
@@ -104,14 +127,6 @@ def detect_cpu() -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     return facts
-
-
-# Arm's core names by /proc/cpuinfo "CPU part" (implementer 0x41): a Raspberry Pi's cpuinfo
-# names no model, only these parts.
-ARM_CORES = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55",
-             "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd09": "Cortex-A73",
-             "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76", "0xd0d": "Cortex-A77",
-             "0xd41": "Cortex-A78"}
 
 
 def cpu_names() -> set[str]:
@@ -202,4 +217,4 @@ def gather() -> BoardFacts:
         throttled_flags=[] if throttled is None else
         [f for bit, f in THROTTLE_BITS.items() if throttled >> bit & 1],
         onnxruntime_version=_version("onnxruntime"), litert_version=_version("ai-edge-litert"),
-        mem_available_mib=_mem_available_mib())
+        mem_available_mib=_mem_available_mib(), emulated=os.environ.get(EMULATED_ENV) or None)

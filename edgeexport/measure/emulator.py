@@ -42,6 +42,7 @@ from importlib import metadata, util
 from pathlib import Path
 
 from edgeexport.contracts.arm import EMULATED_NOTE
+from edgeexport.core.board_facts import EMULATED_ENV
 from edgeexport.core.errors import UserError
 from edgeexport.core.fileio import exclusive, user_cache_dir
 
@@ -157,7 +158,11 @@ def _qemu() -> tuple[str, str]:
 
 
 def _fresh(root: Path, name: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    """A temporary directory beside its final place, readable by every account (mkdtemp
+    makes it 0700): a board's SSH account runs the prepared launcher too."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    tmp.chmod(0o755)
+    return tmp
 
 
 def _into_place(tmp: Path, final: Path) -> Path:
@@ -274,13 +279,21 @@ def _make_site(root: Path, log) -> tuple[Path, dict[str, str]]:
     return final, wheels
 
 
-def _launcher(board: Path, model: BoardModel, qemu: str, site: Path, lib: Path) -> str:
+def describe(title: str, qemu_version: str, core: str) -> str:
+    """What an emulated board is, as its facts say it (``BoardFacts.emulated``)."""
+    return f"{title} under QEMU {qemu_version} (-cpu {core})"
+
+
+def _launcher(board: Path, model: BoardModel, qemu: str, qemu_version: str, site: Path,
+              lib: Path) -> str:
     """bin/python: QEMU with the named core, the board's root for -L, and PYTHONPATH set
     for the emulated process alone (never for ours: an x86 Python must not load aarch64
-    modules). ``board``: the board directory's final place."""
+    modules); EDGEEXPORT_EMULATED tells that process it is emulated, so the board itself says
+    so to whoever reaches it (over SSH too). ``board``: the board directory's final place."""
     return ("#!/bin/sh\n"
             f"# emulated {model.title}: {EMULATED_NOTE}\n"
             "unset PYTHONHOME LD_LIBRARY_PATH LD_PRELOAD QEMU_CPU QEMU_LD_PREFIX VIRTUAL_ENV\n"
+            f"{EMULATED_ENV}='{describe(model.title, qemu_version, model.core)}' "
             f"PYTHONPATH='{lib}:{site / 'lib'}' PYTHONNOUSERSITE=1 PYTHONSAFEPATH=1 \\\n"
             f"  exec '{qemu}' -cpu {model.core} -L '{board / 'root'}' "
             f"'{board / 'root' / PYTHON}' \"$@\"\n")
@@ -342,7 +355,8 @@ def prepare(name: str, core: str | None = None, sysroot: Path | None = None,
                                 str(sysroot), str(site), str(final / "root"),
                                 str(final / "bin" / "python"), str(final / "bin" / "edgeexport"),
                                 wheels)
-            python.write_text(_launcher(final, model, qemu, site, root / "package" / "current"))
+            python.write_text(_launcher(final, model, qemu, qemu_version, site,
+                                        root / "package" / "current"))
             for script in (python, edgeexport):
                 script.chmod(0o755)
             (tmp / "board.json").write_text(json.dumps(prepared.to_json(), indent=1) + "\n")
@@ -443,6 +457,16 @@ def load(name: str) -> Prepared:
     return Prepared(**json.loads(path.read_text()))
 
 
+def prepared_for(target: str) -> str | None:
+    """The emulated board of a target of that name (rpi4, rpi5) when it is prepared and its
+    QEMU is still there: `build` checks on it by default. None otherwise (another target,
+    never prepared, QEMU removed since)."""
+    path = cache_root() / target / "board.json"
+    if target not in BOARDS or not path.is_file():
+        return None
+    return target if Path(json.loads(path.read_text())["qemu"]).exists() else None
+
+
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH", "LD_PRELOAD")}
@@ -475,20 +499,46 @@ def run(name: str, argv: list[str], timeout: float | None = None,
 EMULATED_RUNS, EMULATED_WARMUP = 2, 0  # enough to run every kernel; no time is kept
 
 
+def _said_by_the_board(facts: dict, name: str) -> str:
+    """The board's own word that it is emulated (its launcher's EDGEEXPORT_EMULATED)."""
+    if not facts.get("emulated"):
+        raise UserError(f"emulated {name}: its launcher does not say it is emulated (prepared "
+                        f"by an older edgeexport); prepare it again: edgeexport device emulate "
+                        f"{name}")
+    return facts["emulated"]
+
+
 def facts(name: str) -> dict:
     """The emulated board's own `edgeexport device facts --json`, labelled emulated."""
     board = load(name)
-    out = run(name, ["-m", "edgeexport", "device", "facts", "--json"], timeout=600).stdout
-    return {"device": f"{PREFIX}{board.board}", "emulated": f"{board.title} under QEMU "
-            f"{board.qemu_version} (-cpu {board.core})", "note": EMULATED_NOTE,
-            "facts": json.loads(out)}
+    out = json.loads(run(name, ["-m", "edgeexport", "device", "facts", "--json"],
+                         timeout=600).stdout)
+    return {"device": f"{PREFIX}{board.board}", "emulated": _said_by_the_board(out, name),
+            "note": EMULATED_NOTE, "facts": out}
+
+
+def time_free(measured, device: str) -> dict:
+    """A ``Measured`` made on a board whose own facts say it is emulated, with every time and
+    energy taken out: which runtime and version ran the file on which core, and its layers.
+    Emulated time is no board's time. ``device``: how the board was reached."""
+    facts = measured.board.to_json() if measured.board else {}
+    e2e = measured.end_to_end
+    return {"source": "emulated", "note": EMULATED_NOTE,
+            "where": {"device": device, "emulated": _said_by_the_board(facts, device),
+                      "machine": facts.get("isa", "?")},
+            "model": measured.model, "precision": measured.precision,
+            "runtime": e2e.runtime, "runtime_version": e2e.runtime_version,
+            "runs": e2e.runs, "threads": e2e.threads,
+            "variant": measured.variant and measured.variant.to_json(),
+            "layers": [{"name": r.name, "op": r.op, "macs": r.macs, "params": r.params}
+                       for r in measured.layers],
+            "end_to_end": None, "energy": None, "board": facts or None}
 
 
 def profile(name: str, path: Path, target: str, runtime: str | None, precision: str,
             analysis: Path | None = None) -> dict:
     """The board's own `edgeexport profile --json` run inside the emulated board, in one
-    process; what it says with every time and energy taken out: which runtime and version
-    ran the file on which core, and its layers. Emulated time is no board's time."""
+    process; what it says, time-free (``time_free``)."""
     from edgeexport.contracts.artifacts import Measured, decode
     board = load(name)
     argv = ["-m", "edgeexport", "profile", Path(path).absolute(), "--precision", precision,
@@ -500,17 +550,12 @@ def profile(name: str, path: Path, target: str, runtime: str | None, precision: 
     if analysis is not None:
         argv += ["--analysis", Path(analysis).absolute()]
     measured = decode(Measured, json.loads(run(name, argv, timeout=3600).stdout))
-    e2e = measured.end_to_end
-    return {"source": "emulated", "note": EMULATED_NOTE,
-            "where": {"device": f"{PREFIX}{board.board}",
-                      "emulated": f"{board.title} under QEMU {board.qemu_version} "
-                                  f"(-cpu {board.core})",
-                      "machine": measured.board.isa if measured.board else "?"},
-            "model": measured.model, "precision": measured.precision,
-            "runtime": e2e.runtime, "runtime_version": e2e.runtime_version,
-            "runs": e2e.runs, "threads": e2e.threads,
-            "variant": measured.variant and measured.variant.to_json(),
-            "layers": [{"name": r.name, "op": r.op, "macs": r.macs, "params": r.params}
-                       for r in measured.layers],
-            "end_to_end": None, "energy": None,
-            "board": measured.board and measured.board.to_json()}
+    return time_free(measured, f"{PREFIX}{board.board}")
+
+
+def capped_runs(runs: int, warmup: int) -> tuple[int, int]:
+    """Runs and warm-ups of a profile in this process: an emulated one (its launcher said so)
+    keeps no time, so it runs each file only enough to run every kernel."""
+    if os.environ.get(EMULATED_ENV):
+        return min(runs, EMULATED_RUNS), min(warmup, EMULATED_WARMUP)
+    return runs, warmup

@@ -385,8 +385,29 @@
     }).join("");
     select.value = keys.indexOf(previous) >= 0 ? previous : keys[0];
     drawLayers();
+    drawArm(L.arm);
     markSelected();
     return true;
+  }
+
+  // The emulated ARM check of the variant's files (card.json → arm), one table per board.
+  function drawArm(checks) {
+    var pct = function (x) { return num(100 * x) + "%"; };
+    $("layers-arm").innerHTML = checks.map(function (c) {
+      var rows = c.files.map(function (f) {
+        return "<tr><td>" + esc(f.file) + "</td><td>" + esc(f.runtime) + "</td><td>" +
+          f.cosine_mean.toPrecision(6) + "</td><td>" + num(f.top1_agreement) + "</td><td>" +
+          pct(f.bit_identical) + "</td><td>" + f.max_abs_diff.toPrecision(2) + "</td><td>" +
+          esc(f.ops_arm || "–") + "</td><td>" + esc(f.ops_x86 || "–") + "</td><td>" +
+          esc(f.result) + "</td></tr>";
+      }).join("");
+      return '<h3 class="arm">' + esc(c.title) + "</h3>" +
+        c.failures.map(function (x) { return '<p class="fail">' + esc(x) + "</p>"; }).join("") +
+        '<div class="scroll"><table class="arm-table"><thead><tr><th>file</th><th>runtime</th>' +
+        "<th>cosine (mean)</th><th>top-1 agreement</th><th>bit-identical</th><th>max |Δ|</th>" +
+        "<th>ONNX ops on ARM</th><th>ONNX ops here</th><th>result</th></tr></thead><tbody>" +
+        rows + "</tbody></table></div>";
+    }).join("");
   }
 
   function bar(value, max, width, cls) {
