@@ -68,7 +68,7 @@ ifeq ($(QEMU),)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static
 endif
 	export TORCHVISION_REFERENCE=$(TVREF); \
-	  nice -n 10 $(PYTEST) -p no:cacheprovider -m background > $(VENV)/background-tests.log 2>&1 & \
+	  nice -n 10 $(PYTEST) -p no:cacheprovider --durations=10 -m background > $(VENV)/background-tests.log 2>&1 & \
 	  background=$$!; \
 	  $(PYTEST) --durations=15 -m "not background"; foreground=$$?; \
 	  wait $$background; background=$$?; \
