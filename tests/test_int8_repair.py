@@ -24,11 +24,16 @@ def test_collapsing_v3_ships_files_that_hold_and_say_their_precision(collapsing_
     x = inputs_for("mobilenet_v3_large", dataset["eval"]).inputs
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
-    for record in repair["formats"]:
+    records = {r["format"]: r for r in repair["formats"]}
+    for record in records.values():
         best = [a["best_so_far"] for a in record["attempts"]]
         assert best == sorted(best) and record["cosine_after"] >= 0.98
         first = record["attempts"][0]
-        assert first["ranges"] == "MinMax" and first["kept"] == 0 and first["cosine_mean"] < 0.98
+        if record["format"] == "app":  # it climbs on from the TFLite file's plan
+            assert first["ranges"] == records.get("tflite", {"ranges": "MinMax"})["ranges"]
+        else:
+            assert first["ranges"] == "MinMax" and first["kept"] == 0
+            assert first["cosine_mean"] < 0.98 or first["top1_agreement"] < 0.95
     flagged = any("mixed precision" in w for w in card["warnings"])
     if repair["precision"] == "mixed":
         assert repair["kept_layers"] > 0 and flagged
