@@ -15,8 +15,8 @@ plugin prints the running count at each marker. Per inference: a block's count /
 spread is the largest minus the smallest block. Only the inference loop is counted (the
 Python call of invoke()/run() included), never the interpreter start or the model load.
 
-Files: `edgeexport export mobilenet_v1 --alpha A --resolution R` (random weights; the count
-does not depend on them), kept under the cache and reused.
+Files: `edgeexport export mobilenet_v1 --alpha A --resolution R` (random weights: the
+kernels, so the count, do not depend on their values), kept under the cache and reused.
 
 Prerequisites (each missing one: one line, exit 1): qemu-aarch64 (apt-get install qemu-user),
 gcc, QEMU 7.2's qemu-plugin.h (Debian ships it in no binary package: give --plugin-header
