@@ -114,12 +114,8 @@ CALIBRATION_RANGES = {"MinMax": "min/max over the set",
 def mse_qsvs(fp32_path: Path, calibration_nchw: np.ndarray, qsvs: dict) -> dict:
     """``qsvs`` (min/max over the calibration set) with every op output's range replaced by
     its MSE range (edgeexport.int8.range_search), from the values the fp32 file computes on
-    each calibration image; searched once per (file, images), as the ladder asks at every
-    rung."""
-    import hashlib
-    key = (hashlib.sha256(fp32_path.read_bytes()).hexdigest(),
-           hashlib.sha256(np.ascontiguousarray(calibration_nchw).tobytes()).hexdigest())
-    if key not in _MSE_RANGES:
+    each calibration image; searched once per export, as the ladder asks at every rung."""
+    def search() -> dict[str, tuple[float, float]]:
         from ai_edge_litert.interpreter import Interpreter
 
         from edgeexport.int8.range_search import Histograms
@@ -137,15 +133,12 @@ def mse_qsvs(fp32_path: Path, calibration_nchw: np.ndarray, qsvs: dict) -> dict:
             interpreter.invoke()
             for name in histograms.counts:
                 histograms.add(name, interpreter.get_tensor(index[name]))
-        _MSE_RANGES.clear()  # one file at a time: an export's
-        _MSE_RANGES[key] = histograms.ranges()
-    ranges = _MSE_RANGES[key]
+        return histograms.ranges()
+    from edgeexport.int8.export_memo import once_per_export
+    ranges = once_per_export("tflite MSE ranges", fp32_path, calibration_nchw, search)
     return {name: {**qsv, "min": np.full_like(qsv["min"], ranges[name][0]),
                    "max": np.full_like(qsv["max"], ranges[name][1])} if name in ranges else qsv
             for name, qsv in qsvs.items()}
-
-
-_MSE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
 
 
 def per_op_layout(qsvs: dict, interpreter) -> dict:

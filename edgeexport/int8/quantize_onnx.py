@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from edgeexport.core.fileio import atomic_path
+from edgeexport.int8.export_memo import once_per_export
 from edgeexport.int8.onnx_graph import int8_friendly
 from edgeexport.int8.precision_plan import PrecisionPlan
 
@@ -86,32 +87,26 @@ def _true_ranges(prepared: Path, tensors: list[str], calibration: np.ndarray,
                  input_name: str, tmp: Path) -> dict[str, tuple[float, float]]:
     """Min/max of ``tensors`` over the calibration set (onnxruntime's MinMax calibrator). The
     ladder asks for them at every attempt, from the same graph and images: every tensor's
-    range is calibrated once per (graph, images) and kept (_TRUE_RANGES)."""
-    key = _key(prepared, calibration)
-    if key not in _TRUE_RANGES:
+    range is calibrated once per export (export_memo)."""
+    def calibrate() -> dict[str, tuple[float, float]]:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             calibrator = create_calibrator(str(prepared), augmented_model_path=str(
                 tmp / "augmented.onnx"), calibrate_method=CalibrationMethod.MinMax)
             calibrator.collect_data(_Reader(calibration, input_name))
             data = calibrator.compute_data()
-        _TRUE_RANGES.clear()  # one graph at a time: an export's
-        _TRUE_RANGES[key] = {t: tuple(float(np.asarray(v).reshape(-1)[0])
-                                      for v in data[t].range_value) for t in data}
-    ranges = _TRUE_RANGES[key]
+        return {t: tuple(float(np.asarray(v).reshape(-1)[0]) for v in data[t].range_value)
+                for t in data}
+    ranges = once_per_export("onnx true ranges", prepared, calibration, calibrate)
     return {t: ranges[t] for t in tensors if t in ranges}
-
-
-_TRUE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
 
 
 def _mse_ranges(prepared: Path, calibration: np.ndarray, input_name: str,
                 tmp: Path) -> dict[str, tuple[float, float]]:
     """Every calibrated tensor's MSE range (edgeexport.int8.range_search) over the
     calibration set, from the values onnxruntime's calibration graph gives per image, over
-    their true min/max (_true_ranges); once per (graph, images)."""
-    key = _key(prepared, calibration)
-    if key not in _MSE_RANGES:
+    their true min/max (_true_ranges); once per export."""
+    def search() -> dict[str, tuple[float, float]]:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
         from edgeexport.int8.range_search import Histograms
@@ -128,18 +123,8 @@ def _mse_ranges(prepared: Path, calibration: np.ndarray, input_name: str,
             for name, values in zip(names, session.run(None, {input_name: x[None]})):
                 if name in bounds:
                     histograms.add(name, values)
-        _MSE_RANGES.clear()  # one graph at a time: an export's
-        _MSE_RANGES[key] = histograms.ranges()
-    return _MSE_RANGES[key]
-
-
-_MSE_RANGES: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
-
-
-def _key(prepared: Path, calibration: np.ndarray) -> tuple[str, str]:
-    import hashlib
-    return (hashlib.sha256(prepared.read_bytes()).hexdigest(),
-            hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest())
+        return histograms.ranges()
+    return once_per_export("onnx MSE ranges", prepared, calibration, search)
 
 
 @contextlib.contextmanager
