@@ -196,3 +196,35 @@ def test_check_runtime_records_what_it_measured(exported, dataset, tflite_runtim
     assert [c["runtime"].split(" (")[0] for c in checks] == ["tflite-runtime 2.14.0"]
     assert set(checks[0]["files"]) == {"model.int8.tflite", "model.app.tflite"}
     assert all(r["top1_agreement"] >= MIN_AGREEMENT for r in checks[0]["files"].values())
+
+
+def test_app_file_with_the_repairs_float_output_passes_its_checks_and_says_so(
+        exported, dataset, tmp_path):
+    """The app file's last widening (PrecisionPlan.float_output, what the repair reaches when
+    8-bit outputs cannot hold): forced here on a trained V2, the file goes through the same
+    make_app_file checks (uint8 pixels in, float32 logits out is not "not fully integer"),
+    its record says float32 with no dequantization, and its logits follow PyTorch's."""
+    from dataclasses import replace
+
+    from edgeexport.app.app_file import make_app_file, run_app, to_pixels
+    from edgeexport.export.tflite_export import quantize_int8
+    from edgeexport.inputs.imagesets import Preprocessing
+    from edgeexport.int8.precision_plan import PrecisionPlan
+    model, out, _ = exported("mobilenet_v2")
+    images = inputs_for("mobilenet_v2", dataset["eval"])
+    f = get_family("mobilenet_v2")
+    prep = Preprocessing.for_variant(RES, f.mean, f.std)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(images.inputs)).numpy()
+    wide = replace(PrecisionPlan(), float_output=True)
+    path, comparison, record = make_app_file(
+        out / "model.fp32.tflite", prep, images, images, reference, tmp_path,
+        check_int8=lambda c: c,
+        describe=dict(name="v2", description="test", version="1", author="tests",
+                      license="MIT", labels=tuple(CLASSES)),
+        int8_file=out / "model.int8.tflite", plan=PrecisionPlan(), quantize_int8=quantize_int8,
+        validated=lambda quantize, evaluate, plan: (quantize(wide), None, wide))
+    assert record.output["dtype"] == "float32" and "scale" not in record.output
+    logits = run_app(path, to_pixels(images, prep))
+    assert logits.dtype == np.float32
+    assert cosine(reference, logits) >= 0.98 and comparison.cosine_mean >= 0.98

@@ -166,6 +166,15 @@ class PrecisionPlan:
                                "max": np.ones_like(qsv["max"])}
         return out
 
+    def tflite_float_outputs(self, interpreter) -> set[str]:
+        """The output tensors of the ops of the float modules."""
+        if not self.float_layers:
+            return set()
+        names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+        known = module_prefixes(sorted(set(self.float_layers) | self.float_scopes()))
+        return {names[o] for op in interpreter._get_ops_details() for o in op["outputs"]
+                if self.in_float(tflite_layer(names[o], known))}
+
     def litert_recipe(self, interpreter, qsvs: dict, config,
                       true_qsvs: dict | None = None) -> tuple[dict, list]:
         """The calibrated ranges and the static int8 recipe, adjusted by this plan.
@@ -194,11 +203,7 @@ class PrecisionPlan:
                                   activation_num_bits=16, weight_num_bits=8)
         prologue, interface = _io_ops(interpreter)
         if self.float_layers:
-            names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-            known = module_prefixes(sorted(set(self.float_layers) | self.float_scopes()))
-            modules = {names[o] for op in interpreter._get_ops_details() for o in op["outputs"]
-                       if self.in_float(tflite_layer(names[o], known))}
-            floats = prologue | (modules - interface)
+            floats = prologue | (self.tflite_float_outputs(interpreter) - interface)
             manager.add_quantization_config(
                 regex=_scope_regex(floats),
                 operation_name=every, algorithm_key=AlgorithmName.NO_QUANTIZE)

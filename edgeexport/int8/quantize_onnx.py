@@ -61,18 +61,21 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
             searched = _mse_ranges(prepared, calibration, input_name, Path(tmp))
             overrides.update({t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
                               for t, (lo, hi) in searched.items() if t not in overrides})
+        reduce_range = activation_type == "uint8" and not (plan and plan.every_layer)
+        excluded = plan.onnx_float_nodes(graph) if plan else []
+        rounded = _rounded_weights(prepared, calibration, input_name, 64 if reduce_range
+                                   else 127, set(excluded), Path(tmp) / "rounded.onnx")
         # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             quantize_static(
-                str(prepared), str(out_tmp), _Reader(calibration, input_name),
+                str(rounded), str(out_tmp), _Reader(calibration, input_name),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 # U8S8 on x86 without VNNI multiplies in saturating 16-bit pairs: measured
                 # here (AMD EPYC), a trained V3-Small fell to cosine 0.90 with 8-bit weights
                 # and kept 0.998 with 7-bit ones. onnxruntime's documented remedy. With every
                 # activation at 16 bits no U8S8 kernel runs (16-bit islands run in float),
                 # so the weights keep their 8th bit.
-                reduce_range=activation_type == "uint8" and not (plan and plan.every_layer),
-                nodes_to_exclude=plan.onnx_float_nodes(graph) if plan else [],
+                reduce_range=reduce_range, nodes_to_exclude=excluded,
                 activation_type=qtype[activation_type], weight_type=qtype[weight_type],
                 calibrate_method=getattr(CalibrationMethod, {
                     "MovingAverage": "MinMax", "MSE": "MinMax"}.get(method, method)),
@@ -125,6 +128,54 @@ def _mse_ranges(prepared: Path, calibration: np.ndarray, input_name: str,
                     histograms.add(name, values)
         return histograms.ranges()
     return once_per_export("onnx MSE ranges", prepared, calibration, search)
+
+
+def _rounded_weights(prepared: Path, calibration: np.ndarray, input_name: str, levels: int,
+                     excluded: set[str], out: Path) -> Path:
+    """``prepared`` with the weights of every quantized Conv on onnxruntime's per-channel grid
+    of ``levels`` steps (7-bit: 64, reduce_range; else 127), rounded by GPTQ
+    (edgeexport.int8.weight_rounding) from the layers' inputs over the calibration set,
+    gathered once per export; the Convs left in float (``excluded``) keep their weights."""
+    from onnx import numpy_helper
+
+    from edgeexport.int8.weight_rounding import ConvLayer
+    model = onnx.load(str(prepared))
+    weights = {i.name: i for i in model.graph.initializer}
+    convs = {node.name: node for node in model.graph.node
+             if node.op_type == "Conv" and node.input[1] in weights}
+
+    def gather() -> tuple[dict[str, ConvLayer], dict]:
+        import onnxruntime as ort
+        layers = {}
+        for name, node in convs.items():
+            a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+            kernel = tuple(numpy_helper.to_array(weights[node.input[1]]).shape[2:])
+            if len(kernel) == 2 and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") \
+                    and tuple(a.get("dilations", (1, 1))) == (1, 1):
+                top, left, bottom, right = a.get("pads", (0, 0, 0, 0))
+                layers[name] = ConvLayer(name, kernel, tuple(a.get("strides", (1, 1))),
+                                         (top, left, bottom, right), a.get("group", 1))
+        probe = onnx.load(str(prepared))
+        wanted = sorted({convs[n].input[0] for n in layers} - {input_name})
+        probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in wanted)
+        session = ort.InferenceSession(probe.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        for x in calibration:
+            values = dict(zip(wanted, session.run(wanted, {input_name: x[None]}) if wanted
+                              else []), **{input_name: x[None]})
+            for name, layer in layers.items():
+                layer.add(values[convs[name].input[0]])
+        return layers, {}
+    layers, done = once_per_export("onnx weight hessians", prepared, calibration, gather)
+    for name, layer in layers.items():
+        if name in excluded:
+            continue
+        source = weights[convs[name].input[1]]
+        if (name, levels) not in done:
+            done[name, levels] = layer.round(numpy_helper.to_array(source), levels)
+        source.CopyFrom(numpy_helper.from_array(done[name, levels], source.name))
+    onnx.save(model, str(out))
+    return out
 
 
 @contextlib.contextmanager

@@ -34,15 +34,20 @@ class TfliteSummary:
         return dict(sorted(Counter(op.kind for op in self.ops).items()))
 
     def full_integer_problems(self, io_type: str, mixed: bool = False,
-                              float_islands: bool = False) -> list[str]:
+                              float_islands: bool = False,
+                              float_output: bool = False) -> list[str]:
         """Why this is not a fully integer model with ``io_type`` I/O (empty list: it is).
         ``mixed``: a mixed-precision plan (repair), whose 16-bit islands may run ops that
         have no int16 kernel (HARD_SWISH) in float between DEQUANTIZE and QUANTIZE;
-        ``float_islands``: its float rungs, whose convolutions keep float weights."""
+        ``float_islands``: its float rungs, whose convolutions keep float weights;
+        ``float_output``: the repair's widened output (PrecisionPlan.float_output), float32."""
         problems = []
         want = io_type.upper()
-        if any(t != want for t in self.input_types + self.output_types):
-            problems.append(f"I/O types {self.input_types}→{self.output_types}, not {want}")
+        outputs = "FLOAT32" if float_output else want
+        if any(t != want for t in self.input_types) or \
+                any(t != outputs for t in self.output_types):
+            problems.append(f"I/O types {self.input_types}→{self.output_types}, not {want}"
+                            + (f"→{outputs}" if float_output else ""))
         if "TRANSPOSE" in self.first_ops_on_input:
             problems.append("a TRANSPOSE reads the input (input is not NHWC)")
         if "DEQUANTIZE" in self.op_histogram and not mixed:
