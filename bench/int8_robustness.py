@@ -95,7 +95,9 @@ def network(family, recipe, seed, data, root, x) -> tuple[str, str, str]:
     repair = card["int8_repair"]
     first = min((r["attempts"][0]["cosine_mean"] for r in repair["formats"]),
                 default=card["validation"]["onnx_int8_vs_onnx_fp32"]["cosine_mean"])
-    plan = "; ".join(f"{r['format']} {r['ranges']} {len(r['kept'])} kept"
+    plan = "; ".join(f"{r['format']} {r['ranges']}"
+                     + ("+GPTQ" if r.get("weight_rounding") == "GPTQ" else "")
+                     + f" {len(r['kept'])} kept"
                      + (" (every layer)" if r["every_layer"] else "")
                      + (" (16-bit I/O)" if r["wide_io"] else "")
                      + (f", {len(r['float_layers'])} float" if r["float_layers"] else "")

@@ -323,14 +323,15 @@ TOPOLOGICAL = list(ORDER)  # from input to output: layer29 is the last layer
 
 
 def _validated(quantize, evaluate, mode="repair", methods=("MinMax", "MovingAverage"),
-               fmt="onnx"):
+               fmt="onnx", roundings=("nearest",)):
     """(shipped plan, its comparison, repair record, cost of a mixed file); every timing 1 ms."""
     from edgeexport.contracts.int8 import ErrorMap, LayerError
     from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.int8.repair import quantize_validated
     emap = ErrorMap.of([LayerError(name, "conv", 10.0 + i) for i, name in enumerate(ORDER)], 4)
     return quantize_validated(fmt, PrecisionPlan(), quantize, evaluate, 0.98, mode, methods,
-                              lambda: (ORDER, emap), lambda path: 1.0, TOPOLOGICAL)
+                              lambda: (ORDER, emap), lambda path: 1.0, TOPOLOGICAL,
+                              roundings=roundings)
 
 
 def test_a_range_method_that_holds_is_shipped_full_int8():
@@ -339,6 +340,26 @@ def test_a_range_method_that_holds_is_shipped_full_int8():
     assert [p.ranges for p in calls] == ["MinMax", "MovingAverage"]
     assert plan.keep == () and result.cosine_mean == 0.99
     assert record.kept == [] and record.precision == "full int8" and cost is None
+
+
+def test_each_range_method_is_tried_with_each_weight_rounding_and_the_best_climbs():
+    """Range methods in turn, each with the weights rounded to nearest then by GPTQ; the first
+    that holds ships full int8 and its record says how its weights were rounded. When none
+    holds, the ladder's int8 layers keep the best pair (here MinMax with GPTQ, 0.95)."""
+    roundings = ("nearest", "GPTQ")
+    quantize, evaluate, calls = _fake_run(
+        lambda plan: plan.ranges == "MovingAverage" and plan.weight_rounding == "GPTQ")
+    plan, result, record, cost = _validated(quantize, evaluate, roundings=roundings)
+    assert [(p.ranges, p.weight_rounding) for p in calls] == [
+        ("MinMax", "nearest"), ("MinMax", "GPTQ"), ("MovingAverage", "nearest"),
+        ("MovingAverage", "GPTQ")]
+    assert record.precision == "full int8" and record.weight_rounding == "GPTQ"
+    assert [a.weight_rounding for a in record.attempts] == ["nearest", "GPTQ"] * 2
+    quantize, evaluate, calls = _fake_run(lambda plan: plan.every_layer,
+                                          [0.90, 0.95, 0.93, 0.94])
+    plan, result, record, cost = _validated(quantize, evaluate, roundings=roundings)
+    assert all((p.ranges, p.weight_rounding) == ("MinMax", "GPTQ") for p in calls[4:])
+    assert record.weight_rounding == "GPTQ" and record.cosine_before == 0.95  # the best
 
 
 def test_the_ladder_climbs_keeps_the_best_so_far_and_ends_at_every_layer():

@@ -69,6 +69,7 @@ class Attempt:
     top1_agreement: float
     best_so_far: float
     in_float: int = 0  # layers left out of quantization (the ladder's float rungs)
+    weight_rounding: str = "nearest"  # or "GPTQ" (edgeexport.int8.weight_rounding)
 
 
 @dataclass
@@ -86,8 +87,10 @@ class RepairRecord:
     every_layer: bool = False  # the last rung: every activation 16-bit, not only ``kept``
     wide_io: bool = False  # TFLite: input and output int16 too (the int8 interface capped it)
     float_layers: list[str] = field(default_factory=list)  # left out of quantization
-    budget: str = ("range methods in turn, then 1, 2, 4, … layers kept at 16-bit "
-                   "activations, up to every layer")
+    weight_rounding: str = "nearest"  # of the shipped file's int8 conv weights
+    budget: str = ("range methods in turn (each with the weights rounded to nearest, then "
+                   "by GPTQ), then 1, 2, 4, … layers kept at 16-bit activations, up to every "
+                   "layer")
 
     @property
     def mixed(self) -> bool:

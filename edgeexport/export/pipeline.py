@@ -49,7 +49,7 @@ from edgeexport.inputs.imagesets import (
     load_images,
     synthetic_images,
 )
-from edgeexport.int8.weight_rounding import WEIGHT_ROUNDING
+from edgeexport.int8.weight_rounding import rounding_note
 from edgeexport.models import family
 from edgeexport.targets import Target
 
@@ -269,7 +269,7 @@ def _run_export(opts: ExportOptions, on_stage: Callable[[str], None],
                     weights=f"per-channel symmetric {opts.target.onnx_weight_type}" + (
                         ", 7-bit range (reduce_range: no saturation in x86 U8S8 kernels)"
                         if opts.target.onnx_activation_type == "uint8" else "")
-                    + f", {WEIGHT_ROUNDING}",
+                    + f", {rounding_note(onnx_plan.weight_rounding)}",
                     activations=opts.target.onnx_activation_type,
                     activation_type_source=opts.target.onnx_quant_source,
                     input_quantization=_first_quantize_params(int8),

@@ -28,7 +28,7 @@ from edgeexport.core.runtimes import litert_interpreter, run_litert
 from edgeexport.core.validate import compare, require_fp32_match
 from edgeexport.inputs.imagesets import ImageSet, Preprocessing
 from edgeexport.int8.precision_plan import PrecisionPlan
-from edgeexport.int8.weight_rounding import WEIGHT_ROUNDING
+from edgeexport.int8.weight_rounding import rounding_note
 from edgeexport.tflite.conv_weights import round_conv_weights
 from edgeexport.tflite.hardswish import delegable_hard_swish
 from edgeexport.tflite.inspect import read_tflite
@@ -67,8 +67,8 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     average of per-image ranges, which clips rare outliers; its layers kept at int16
     activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
     rewritten into ops XNNPACK runs in int8 (edgeexport.tflite.hardswish), so the file stays one
-    partition. The quantizer is given the conv weights rounded by GPTQ
-    (edgeexport.tflite.conv_weights), except the float layers'."""
+    partition. With the plan's GPTQ weight rounding the quantizer is given the conv weights
+    rounded by edgeexport.tflite.conv_weights, except the float layers'."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
     interpreter = litert_interpreter(fp32_path)
@@ -93,11 +93,13 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
                 else calibrated(qsv_utils.moving_average_update))
         true_qsvs = true_qsvs if plan.true_ranges() else None
         qsvs, config = plan.litert_recipe(interpreter, qsvs, recipe.static_wi8_ai8(), true_qsvs)
-        rounded = round_conv_weights(fp32_path, calibration_nchw,
-                                     plan.tflite_float_outputs(interpreter))
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "rounded.tflite").write_bytes(rounded)
-            q = quantizer.Quantizer(str(Path(tmp) / "rounded.tflite"), config)
+            source = fp32_path
+            if plan.weight_rounding == "GPTQ":
+                source = Path(tmp) / "rounded.tflite"
+                source.write_bytes(round_conv_weights(fp32_path, calibration_nchw,
+                                                      plan.tflite_float_outputs(interpreter)))
+            q = quantizer.Quantizer(str(source), config)
             result = q.quantize(qsvs, enable_progress_report=False)
     data, _ = delegable_hard_swish(bytes(result.quantized_model))
     if io_type == "uint8" or plan.wide_io or plan.float_layers:
@@ -232,7 +234,8 @@ def export_tflite(model: torch.nn.Module, prep: Preprocessing, calib: ImageSet,
         "fp32": interface(fp32, prep),
         "int8": {**interface(int8, prep), "operators": summary.op_histogram,
                  "quantization": "ai-edge-quantizer static_wi8_ai8: int8 per-channel weights "
-                                 f"({WEIGHT_ROUNDING}), int8 asymmetric activations; each int8 HARD_SWISH "
+                                 f"({rounding_note(plan.weight_rounding)}), int8 asymmetric "
+                                 "activations; each int8 HARD_SWISH "
                                  "rewritten as x · clamp(x/6 + 1/2, 0, 1) (1×1 depthwise "
                                  "conv + MUL) so XNNPACK runs it",
                 "calibration_ranges": CALIBRATION_RANGES.get(plan.ranges,

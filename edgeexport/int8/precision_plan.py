@@ -36,6 +36,9 @@ class PrecisionPlan:
     keep: tuple[str, ...] = ()
     unit_range: tuple[str, ...] = ()
     ranges: str = "MinMax"
+    # How the conv weights reach the quantizer's grid: each to its nearest level, or "GPTQ"
+    # (edgeexport.int8.weight_rounding: each layer's output error on the calibration images).
+    weight_rounding: str = "nearest"
     every_layer: bool = False  # the repair ladder's last rungs: every activation at 16 bits
     # TFLite's very last rung: the model's input and output at 16 bits too (int16 I/O). An
     # int8 interface can cap a heavy-tailed network however the inside is quantized: measured
@@ -83,6 +86,9 @@ class PrecisionPlan:
 
     def with_ranges(self, method: str) -> "PrecisionPlan":
         return replace(self, ranges=method)
+
+    def with_rounding(self, rounding: str) -> "PrecisionPlan":
+        return replace(self, weight_rounding=rounding)
 
     # ---- onnxruntime (quantize_static extra_options) ----
 
@@ -219,6 +225,7 @@ class PrecisionPlan:
 
     def to_json(self) -> dict:
         return {"activation_ranges": self.ranges,
+                "weight_rounding": self.weight_rounding,
                 "kept_16bit_activations": list(self.keep),
                 "float_layers": list(self.float_layers),
                 "hard_sigmoid_range_0_1": list(self.unit_range)}

@@ -63,8 +63,9 @@ def quantize_onnx(fp32_path: Path, out_path: Path, calibration: np.ndarray,
                               for t, (lo, hi) in searched.items() if t not in overrides})
         reduce_range = activation_type == "uint8" and not (plan and plan.every_layer)
         excluded = plan.onnx_float_nodes(graph) if plan else []
-        rounded = _rounded_weights(prepared, calibration, input_name, 64 if reduce_range
-                                   else 127, set(excluded), Path(tmp) / "rounded.onnx")
+        rounded = (_rounded_weights(prepared, calibration, input_name, 64 if reduce_range
+                                    else 127, set(excluded), Path(tmp) / "rounded.onnx")
+                   if plan and plan.weight_rounding == "GPTQ" else prepared)
         # The calibrators print progress; a 16-bit plan logs its opset 21 upgrade.
         with contextlib.redirect_stdout(io.StringIO()), _no_logging():
             quantize_static(

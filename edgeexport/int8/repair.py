@@ -109,14 +109,16 @@ class Ladder:
         result = self.evaluate(path)
         best = max([a.cosine_mean for a in self.attempts] + [result.cosine_mean])
         self.attempts.append(Attempt(plan.ranges, len(plan.keep), result.cosine_mean,
-                                     result.top1_agreement, best, len(plan.float_layers)))
+                                     result.top1_agreement, best, len(plan.float_layers),
+                                     plan.weight_rounding))
         return path, result
 
     def holds(self, result: Comparison) -> bool:
         return int8_holds(result, self.min_cosine)
 
     def tried(self) -> str:
-        return ", ".join(f"{a.ranges} {a.kept} kept" + (f", {a.in_float} float" if a.in_float else "")
+        return ", ".join(f"{a.ranges}" + ("+GPTQ" if a.weight_rounding == "GPTQ" else "")
+                         + f" {a.kept} kept" + (f", {a.in_float} float" if a.in_float else "")
                          + f" → {a.cosine_mean:.4f}, {a.top1_agreement:.3f}"
                          for a in self.attempts)
 
@@ -127,9 +129,10 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
                        mode: str, methods: tuple[str, ...],
                        order: Callable[[], tuple[list[str], ErrorMap]],
                        timer: Callable[[Path], float], topological: list[str],
-                       start: int = 0
+                       start: int = 0, roundings: tuple[str, ...] = ("nearest",)
                        ) -> tuple[Path, Comparison, RepairRecord | None, RepairCost | None]:
-    """Quantize with each range method in turn until one holds ``min_cosine``; when none does,
+    """Quantize with each range method in turn, each with each weight rounding of
+    ``roundings``, until one holds ``min_cosine``; when none does,
     climb the ladder (``mode`` "repair"), or refuse naming the worst layers ("strict", "off").
     ``topological``: every layer from input to output. ``start``: begin the ladder at the
     rung of this many layers (the other format's: both formats drift alike). Returns the
@@ -138,14 +141,16 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
     steps = Ladder(fmt, quantize, evaluate, min_cosine)
     best = None
     for method in methods:
-        path, result = steps.attempt(plan.with_ranges(method))
-        if steps.holds(result):
-            if len(steps.attempts) == 1:
-                return path, result, None, None
-            return path, result, _record(fmt, plan.with_ranges(method), steps, result), None
-        if best is None or result.cosine_mean > best[1].cosine_mean:
-            best = (method, result)
-    method, first = best
+        for rounding in roundings:
+            tried = plan.with_ranges(method).with_rounding(rounding)
+            path, result = steps.attempt(tried)
+            if steps.holds(result):
+                if len(steps.attempts) == 1:
+                    return path, result, None, None
+                return path, result, _record(fmt, tried, steps, result), None
+            if best is None or result.cosine_mean > best[1].cosine_mean:
+                best = (tried, result)
+    base, first = best
     if mode != "repair":
         layers, error_map = order()
         raise ValidationError(
@@ -156,13 +161,12 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
                "--no-repair refuses it (without it, those layers would be kept at 16 bits)"))
     # The last full-int8 file, timed to state what the repair costs (ranges barely move it).
     before_ms = timer(path)
-    # The int8 layers keep the best range method, the kept ones take the true min/max
-    # (PrecisionPlan.true_ranges): a range that clips clips at 16 bits too. Measured on a
-    # trained V3-Large with MovingAverage ranges: full int8 0.9728, every layer at 16 bits
-    # 0.9725; with MinMax ranges 0.829 and 0.995. With MinMax for the int8 layers too, a
-    # seed-1 V3-Large's rungs of 39 and 77 layers gave 0.83, under its MovingAverage full
-    # int8 (0.953).
-    base = plan.with_ranges(method)
+    # The int8 layers keep the best range method and weight rounding, the kept ones take the
+    # true min/max (PrecisionPlan.true_ranges): a range that clips clips at 16 bits too. On a
+    # trained V3-Large with MovingAverage ranges, measured: full int8 0.9728, every layer at
+    # 16 bits 0.9725; with MinMax ranges 0.829 and 0.995. With MinMax for the int8 layers
+    # too, a seed-1 V3-Large's rungs of 39 and 77 layers gave 0.83, under its MovingAverage
+    # full int8 (0.953).
     layers, _ = order()
     tail = [layer for layer in reversed(topological) if layer in set(layers)]
     for n, kept in _rungs(fmt, base, layers, tail, start, topological):
@@ -208,4 +212,5 @@ def _rungs(fmt: str, base: PrecisionPlan, layers: list[str], tail: list[str], st
 
 def _record(fmt: str, plan: PrecisionPlan, steps: Ladder, result: Comparison) -> RepairRecord:
     return RepairRecord(fmt, plan.ranges, list(plan.keep), MIXED if plan.keep else FULL_INT8,
-                        steps.attempts[0].cosine_mean, result.cosine_mean, list(steps.attempts))
+                        steps.attempts[0].cosine_mean, result.cosine_mean, list(steps.attempts),
+                        weight_rounding=plan.weight_rounding)

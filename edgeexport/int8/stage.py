@@ -19,6 +19,7 @@ from edgeexport.contracts.variant import Analysis
 from edgeexport.core.validate import Comparison, int8_holds
 from edgeexport.int8.error_map import measure_error_map
 from edgeexport.int8.precision_plan import PrecisionPlan
+from edgeexport.int8.weight_rounding import ROUNDINGS
 from edgeexport.int8.repair import (
     RANGE_METHODS,
     TIMING_RUNS,
@@ -73,7 +74,7 @@ class Int8Stage:
         path, result, record, cost = quantize_validated(
             "app", self.plan, quantize, evaluate, self.min_cosine, self.mode, (plan.ranges,),
             self._repair_order, p50_timer("litert"),
-            [row["name"] for row in self.analysis["layers"]], 2 * rung)
+            [row["name"] for row in self.analysis["layers"]], 2 * rung, ROUNDINGS)
         return path, result, self._shipped(record, cost, (plan.ranges,))
 
     def _validated(self, fmt, runtime, quantize, evaluate):
@@ -89,7 +90,7 @@ class Int8Stage:
         path, result, record, cost = quantize_validated(
             fmt, self.plan, quantize, evaluate, self.min_cosine, self.mode, methods,
             self._repair_order, p50_timer(runtime),
-            [row["name"] for row in self.analysis["layers"]], start)
+            [row["name"] for row in self.analysis["layers"]], start, ROUNDINGS)
         return path, result, self._shipped(record, cost, methods)
 
     def _shipped(self, record: RepairRecord | None, cost: RepairCost | None,
@@ -100,7 +101,8 @@ class Int8Stage:
         self.records.append(record)
         if cost is not None:
             self.costs.append(cost)
-        return replace(self.plan.with_ranges(record.ranges).with_keep(record.kept),
+        return replace(self.plan.with_ranges(record.ranges).with_keep(record.kept)
+                       .with_rounding(record.weight_rounding),
                        every_layer=record.every_layer, wide_io=record.wide_io,
                        float_layers=tuple(record.float_layers))
 

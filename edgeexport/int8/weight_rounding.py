@@ -23,9 +23,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-WEIGHT_ROUNDING = ("conv weights rounded by GPTQ on the calibration images, each layer's "
-                   "output error minimised (edgeexport.int8.weight_rounding)")  # for the card
+ROUNDINGS = ("nearest", "GPTQ")  # the repair ladder tries both with each range method
 DAMPING = 0.01  # of the mean diagonal of H, added to it: GPTQ's default
+
+
+def rounding_note(rounding: str) -> str:
+    """What card.json says of the weights' rounding."""
+    return ("conv weights rounded by GPTQ on the calibration images, each layer's output "
+            "error minimised (edgeexport.int8.weight_rounding)" if rounding == "GPTQ"
+            else "each weight rounded to its nearest level")
 
 
 @dataclass
