@@ -37,7 +37,8 @@ def repair_lines(repair: RepairSummary, costs: dict[str, RepairCost] | None = No
     first = f"int8 precision: {repair.precision}" + (
         " (16-bit activation islands: an integer-only NPU cannot run this file)"
         if repair.precision != "full int8" else "")
-    steps = [f"{r.format}: {r.ranges} ranges, {len(r.kept)} layer(s) kept at 16-bit "
+    steps = [f"{r.format}: {r.ranges} ranges, weights rounded {_rounding(r.weight_rounding)}, "
+             f"{len(r.kept)} layer(s) kept at 16-bit "
              f"activations ({', '.join(r.kept)})"
              + (f", {len(r.float_layers)} left in float" if r.float_layers else "")
              + f", cosine {r.cosine_before:.4f} → "
@@ -47,6 +48,10 @@ def repair_lines(repair: RepairSummary, costs: dict[str, RepairCost] | None = No
         steps = ["repair: none needed (every layer plain int8)" if repair.enabled else
                  "repair: off (--no-repair, or no --weights: int8 drift not enforced)"]
     return [first, *steps]
+
+
+def _rounding(rounding: str) -> str:
+    return "by GPTQ" if rounding == "GPTQ" else "to nearest"
 
 
 def cost_text(cost: RepairCost | None) -> str:

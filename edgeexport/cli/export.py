@@ -26,8 +26,9 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
               help="class names, one per line, for card.json and app developers")
 @click.option("--calib-method", type=click.Choice(RANGE_METHODS), default=None,
               help="how int8 activation ranges are set (default: MinMax, then MSE, then "
-                   "MovingAverage, then Percentile, until one holds --min-cosine; TFLite "
-                   "takes MovingAverage for Percentile and Entropy)")
+                   "MovingAverage, then Percentile, each with the weights rounded to nearest "
+                   "then by GPTQ, until one holds --min-cosine; TFLite takes MovingAverage "
+                   "for Percentile and Entropy)")
 @click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="at most this many calibration images")
 @target_option()

@@ -37,7 +37,9 @@ def quant_report(directory, as_json):
     footer.append(f"int8 precision: {repair['precision'].upper()}" if repair["precision"]
                   != "full int8" else "int8 precision: full int8")
     for r in repair["formats"]:
-        footer.append(f"{r['format']}: {r['ranges']} ranges, kept {len(r['kept'])} layer(s) "
+        footer.append(f"{r['format']}: {r['ranges']} ranges, weights "
+                      + ("by GPTQ" if r.get("weight_rounding") == "GPTQ" else "to nearest")
+                      + f", kept {len(r['kept'])} layer(s) "
                       f"at 16-bit activations{' (every activation)' if r['every_layer'] else ''}"
                       f", cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}"
                       + cost_text(costs.get(r["format"])))
