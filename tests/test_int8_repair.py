@@ -362,6 +362,18 @@ def test_each_range_method_is_tried_with_each_weight_rounding_and_the_best_climb
     assert record.weight_rounding == "GPTQ" and record.cosine_before == 0.95  # the best
 
 
+def test_the_app_files_float_rungs_come_with_its_float_output_and_the_record_keeps_it():
+    """The app file widens its output to float32 before any float island, and its record says
+    so: the plan rebuilt from the record (Int8Stage._shipped) must give the file that was
+    checked (a float-island app file rebuilt without it was refused as "not fully integer")."""
+    quantize, evaluate, calls = _fake_run(lambda plan: bool(plan.float_layers))
+    plan, result, record, cost = _validated(quantize, evaluate, fmt="app")
+    widened = calls.index(next(p for p in calls if p.float_output))
+    assert not any(p.float_layers for p in calls[:widened])
+    assert all(p.float_output for p in calls[widened:])
+    assert record.float_layers and record.float_output
+
+
 def test_the_ladder_climbs_keeps_the_best_so_far_and_ends_at_every_layer():
     """Cosines that fall as layers are kept (as measured on heavy-tailed networks) still give
     a non-decreasing best-so-far; rung n keeps the n most sensitive and the n last layers, a

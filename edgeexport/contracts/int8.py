@@ -88,6 +88,7 @@ class RepairRecord:
     wide_io: bool = False  # TFLite: input and output int16 too (the int8 interface capped it)
     float_layers: list[str] = field(default_factory=list)  # left out of quantization
     weight_rounding: str = "nearest"  # of the shipped file's int8 conv weights
+    float_output: bool = False  # the app file: its output widened to float32
     budget: str = ("range methods in turn (each with the weights rounded to nearest, then "
                    "by GPTQ), then 1, 2, 4, … layers kept at 16-bit activations, up to every "
                    "layer")

@@ -176,6 +176,7 @@ def quantize_validated(fmt: str, plan: PrecisionPlan,
             record.cosine_before, record.rung = first.cosine_mean, n
             record.every_layer, record.wide_io = kept.every_layer, kept.wide_io
             record.float_layers = list(kept.float_layers)
+            record.float_output = kept.float_output
             cost = RepairCost(fmt, before_ms, timer(path),
                               f"measured on the build host: p50 of {TIMING_RUNS} runs after "
                               f"{TIMING_WARMUP} warm-up, 1 thread, full int8 "

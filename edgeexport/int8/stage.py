@@ -65,7 +65,11 @@ class Int8Stage:
         calibrated through its normalisation ops, so it can miss the tolerance where that
         file held (measured: a seed-2 trained network, 0.9791): then the ladder climbs on
         from the rung after the TFLite file's."""
-        plan = replace(plan, wide_io=False)  # its input is pixels (repair.WIDER)
+        # Its input is pixels, its widening a float output (repair.WIDER), which its own
+        # ladder reaches before any float island: a TFLite plan with float islands (which
+        # leave the last layer, so the output, in float) comes with it.
+        plan = replace(plan, wide_io=False,
+                       float_output=plan.float_output or bool(plan.float_layers))
         path = quantize(plan)
         result = evaluate(path)
         if not self.enforced or int8_holds(result, self.min_cosine):
@@ -104,7 +108,8 @@ class Int8Stage:
         return replace(self.plan.with_ranges(record.ranges).with_keep(record.kept)
                        .with_rounding(record.weight_rounding),
                        every_layer=record.every_layer, wide_io=record.wide_io,
-                       float_layers=tuple(record.float_layers))
+                       float_layers=tuple(record.float_layers),
+                       float_output=record.float_output)
 
     def _repair_order(self) -> tuple[list[str], ErrorMap]:
         """(repair order, error map) from the int8 ONNX the ladder starts from. The ONNX step
