@@ -44,8 +44,8 @@ from edgeexport.int8.precision_plan import RANGE_METHODS
                    "layers at 16-bit activations (mixed precision, flagged in card.json); "
                    "strict: full int8 or a refusal")
 @click.option("--no-repair", is_flag=True,
-              help="one range setting (--calib-method, default MinMax), full int8 or a "
-                   "refusal")
+              help="one range setting (--calib-method, default MinMax; weights rounded to "
+                   "nearest, then by GPTQ), full int8 or a refusal")
 @click.option("--out", "-o", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="directory receiving the model files, analysis.json and card.json")
 @json_option
