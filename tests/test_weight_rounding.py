@@ -135,15 +135,22 @@ def test_onnxruntime_writes_the_rounded_levels(tmp_path, activations, levels):
             assert error(deq[name]) < 0.95 * error(nearest)
 
 
-def test_litert_writes_the_rounded_levels(exported):
-    """The int8 .tflite of a trained V2's export: every int8 conv filter's per-channel scale
-    is max |w| / 127 of the fp32 file's filter (the largest weight kept its level, so
-    ai-edge-quantizer did not rescale), and its levels are not the nearest ones everywhere
-    (the rounding reached the file). Filters a repair left in float are not int8: passed."""
+def test_litert_writes_the_rounded_levels(exported, dataset, tmp_path):
+    """A trained V2's fp32 .tflite quantized with GPTQ rounding: every conv filter's
+    per-channel scale in the int8 file is max |w| / 127 of the fp32 filter (the largest
+    weight kept its level, so ai-edge-quantizer did not rescale), and its levels are not the
+    nearest ones everywhere (the rounding reached the file)."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from edgeexport.export.tflite_export import quantize_int8
+    from edgeexport.int8.precision_plan import PrecisionPlan
+    from tests.trained import inputs_for
     _, out, _ = exported("mobilenet_v2")
+    calibration = inputs_for("mobilenet_v2", dataset["train"]).inputs[:32]
+    path = quantize_int8(out / "model.fp32.tflite", calibration, tmp_path / "int8.tflite",
+                         "int8", PrecisionPlan(weight_rounding="GPTQ"))
     fp32 = Interpreter(str(out / "model.fp32.tflite"))
-    int8 = Interpreter(str(out / "model.int8.tflite"))
+    int8 = Interpreter(str(path))
     fp32.allocate_tensors()
     int8.allocate_tensors()
     floats = {d["name"]: d for d in fp32.get_tensor_details()}
@@ -153,14 +160,13 @@ def test_litert_writes_the_rounded_levels(exported):
         if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             continue
         filt = details[op["inputs"][1]]
-        source = floats.get(filt["name"])
-        if source is None or filt["dtype"] != np.int8:
-            continue
+        source = floats[filt["name"]]
         axis = 0 if op["op_name"] == "CONV_2D" else 3
         w = np.moveaxis(fp32.get_tensor(source["index"]), axis, 0).reshape(
             filt["shape"][axis], -1).astype(np.float64)
         q = np.moveaxis(int8.get_tensor(filt["index"]), axis, 0).reshape(len(w), -1)
         scale = np.asarray(filt["quantization_parameters"]["scales"], np.float64)
+        assert filt["dtype"] == np.int8
         assert np.allclose(scale, np.abs(w).max(1) / 127, rtol=1e-6)
         moved += int(np.sum(q != np.round(w / scale[:, None])))
         compared += 1
