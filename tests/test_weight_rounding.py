@@ -101,11 +101,13 @@ def test_onnxruntime_writes_the_rounded_levels(tmp_path, activations, levels):
     activations: reduce_range), the largest weight at ±levels, and per layer no more output
     error on the calibration images' layer inputs than nearest rounding, less on the 3×3 conv;
     the inputs computed here with torch, the error with torch's conv2d."""
+    from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.int8.quantize_onnx import quantize_onnx
     rng = np.random.default_rng(0)
     weights = _tiny_onnx(tmp_path / "fp32.onnx", rng)
     calibration = _smooth_images(rng, 24)
-    out = quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration, activations)
+    out = quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration, activations,
+                        plan=PrecisionPlan(weight_rounding="GPTQ"))
     model = onnx.load(str(out))
     values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     deq = {}
