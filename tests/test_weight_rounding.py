@@ -95,27 +95,37 @@ def _smooth_images(rng, count):
                                            mode="bilinear").numpy()
 
 
+def _onnx_weights(path, levels):
+    """Weight name → its dequantized int8 values in a QDQ file; each channel's largest level
+    must be ±levels."""
+    model = onnx.load(str(path))
+    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weights = {}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0].endswith("_quantized"):
+            q, scale = values[node.input[0]].astype(np.float64), values[node.input[1]]
+            weights[node.input[0].removesuffix("_quantized")] = q * scale.reshape(-1, 1, 1, 1)
+            assert np.abs(q).max(axis=(1, 2, 3)).tolist() == [levels] * len(q)
+    return weights
+
+
 @pytest.mark.parametrize("activations,levels", [("uint8", 64), ("int8", 127)])
 def test_onnxruntime_writes_the_rounded_levels(tmp_path, activations, levels):
-    """quantize_onnx's int8 weights: per channel on max |w| / levels (7-bit with uint8
-    activations: reduce_range), the largest weight at ±levels, and per layer no more output
-    error on the calibration images' layer inputs than nearest rounding, less on the 3×3 conv;
-    the inputs computed here with torch, the error with torch's conv2d."""
+    """quantize_onnx's int8 weights with GPTQ rounding: per channel on max |w| / levels (7-bit
+    with uint8 activations: reduce_range), the largest weight at ±levels, and per layer no
+    more output error on the calibration images' layer inputs than nearest rounding, less on
+    the 3×3 conv (the inputs computed here with torch, the error with torch's conv2d); with
+    the default plan, the nearest levels themselves."""
     from edgeexport.int8.precision_plan import PrecisionPlan
     from edgeexport.int8.quantize_onnx import quantize_onnx
     rng = np.random.default_rng(0)
     weights = _tiny_onnx(tmp_path / "fp32.onnx", rng)
     calibration = _smooth_images(rng, 24)
-    out = quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx", calibration, activations,
-                        plan=PrecisionPlan(weight_rounding="GPTQ"))
-    model = onnx.load(str(out))
-    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    deq = {}
-    for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0].endswith("_quantized"):
-            q, scale = values[node.input[0]].astype(np.float64), values[node.input[1]]
-            deq[node.input[0].removesuffix("_quantized")] = q * scale.reshape(-1, 1, 1, 1)
-            assert np.abs(q).max(axis=(1, 2, 3)).tolist() == [levels] * len(q)
+    deq = _onnx_weights(quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "int8.onnx",
+                                      calibration, activations,
+                                      plan=PrecisionPlan(weight_rounding="GPTQ")), levels)
+    plain = _onnx_weights(quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "nearest.onnx",
+                                        calibration, activations, plan=PrecisionPlan()), levels)
     x = torch.from_numpy(calibration).double()
     w = {n: torch.from_numpy(v).double() for n, v in weights.items()}
     inputs = {"w1": x, "w2": torch.relu(torch.nn.functional.conv2d(x, w["w1"], padding=1))}
@@ -132,6 +142,7 @@ def test_onnxruntime_writes_the_rounded_levels(tmp_path, activations, levels):
             delta = torch.from_numpy(wq - weights[name].astype(np.float64))
             return float(torch.nn.functional.conv2d(inputs[name], delta, padding=pad,
                                                     groups=groups).pow(2).sum())
+        assert np.allclose(plain[name], nearest, rtol=0, atol=1e-6 * scale.max())
         assert error(deq[name]) <= error(nearest) * (1 + 1e-9)
         if name == "w1":
             assert error(deq[name]) < 0.95 * error(nearest)
