@@ -457,7 +457,9 @@ def test_the_app_file_climbs_on_from_the_rung_after_the_tflite_files(monkeypatch
     quantize, evaluate, calls = _fake_run(lambda plan: len(plan.keep) >= 16)
     path, result, plan = stage.app(quantize, evaluate, tflite_plan)
     assert calls[0] == tflite_plan
-    assert [len(p.keep) for p in calls[1:]] == [0, 16]  # its full int8, then rung 8
+    # its full int8 (weights rounded to nearest, then by GPTQ), then rung 8
+    assert [(len(p.keep), p.weight_rounding) for p in calls[1:]] == [
+        (0, "nearest"), (0, "GPTQ"), (16, "nearest")]
     assert set(plan.keep) == set(rung(ORDER, tail, 8)) and plan.ranges == "MovingAverage"
     assert [r.format for r in stage.records] == ["tflite", "app"]
     assert stage.records[-1].rung == 8 and result.cosine_mean == 0.99

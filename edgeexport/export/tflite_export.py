@@ -28,8 +28,8 @@ from edgeexport.core.runtimes import litert_interpreter, run_litert
 from edgeexport.core.validate import compare, require_fp32_match
 from edgeexport.inputs.imagesets import ImageSet, Preprocessing
 from edgeexport.int8.precision_plan import PrecisionPlan
+from edgeexport.int8.tflite_rounding import round_conv_weights
 from edgeexport.int8.weight_rounding import rounding_note
-from edgeexport.tflite.conv_weights import round_conv_weights
 from edgeexport.tflite.hardswish import delegable_hard_swish
 from edgeexport.tflite.inspect import read_tflite
 from edgeexport.tflite.xnnpack import xnnpack_delegation
@@ -68,7 +68,7 @@ def quantize_int8(fp32_path: Path, calibration_nchw: np.ndarray, path: Path,
     activations and its hard-sigmoid ranges. int8 HARD_SWISH ops are then
     rewritten into ops XNNPACK runs in int8 (edgeexport.tflite.hardswish), so the file stays one
     partition. With the plan's GPTQ weight rounding the quantizer is given the conv weights
-    rounded by edgeexport.tflite.conv_weights, except the float layers'."""
+    rounded by edgeexport.int8.tflite_rounding, except the float layers'."""
     from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
     interpreter = litert_interpreter(fp32_path)
