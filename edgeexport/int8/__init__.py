@@ -1,1 +1,1 @@
-"""int8 quantization: the precision plan, the ONNX quantizer, the per-layer error map, and the repair ladder that ships full int8 or a flagged mixed-precision file."""
+"""int8 quantization: the precision plan, the ONNX quantizer, range search and GPTQ weight rounding, the per-layer error map, and the repair ladder that ships full int8 or a flagged mixed-precision file."""
