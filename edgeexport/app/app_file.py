@@ -108,9 +108,7 @@ def make_app_file(fp32_file: Path, prep: Preprocessing, calib: ImageSet,
     path, comparison, app_plan = validated(quantize, evaluate, plan)
     fp32.unlink()
     summary = read_tflite(path)
-    # A float output comes out of a DEQUANTIZE: the checks for mixed files allow it.
-    problems = summary.full_integer_problems("uint8",
-                                             mixed=bool(app_plan.keep) or app_plan.float_output,
+    problems = summary.full_integer_problems("uint8", mixed=bool(app_plan.keep),
                                              float_islands=bool(app_plan.float_layers),
                                              float_output=app_plan.float_output)
     if problems:

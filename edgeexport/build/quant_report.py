@@ -37,7 +37,7 @@ def repair_lines(repair: RepairSummary, costs: dict[str, RepairCost] | None = No
     first = f"int8 precision: {repair.precision}" + (
         " (16-bit activation islands: an integer-only NPU cannot run this file)"
         if repair.precision != "full int8" else "")
-    steps = [f"{r.format}: {r.ranges} ranges, weights rounded {_rounding(r.weight_rounding)}, "
+    steps = [f"{r.format}: {r.ranges} ranges, weights {rounding_words(r.weight_rounding)}, "
              f"{len(r.kept)} layer(s) kept at 16-bit "
              f"activations ({', '.join(r.kept)})"
              + (f", {len(r.float_layers)} left in float" if r.float_layers else "")
@@ -50,8 +50,9 @@ def repair_lines(repair: RepairSummary, costs: dict[str, RepairCost] | None = No
     return [first, *steps]
 
 
-def _rounding(rounding: str) -> str:
-    return "by GPTQ" if rounding == "GPTQ" else "to nearest"
+def rounding_words(rounding: str) -> str:
+    """How a repair record's weights were rounded, in the reports' words."""
+    return "rounded by GPTQ" if rounding == "GPTQ" else "rounded to nearest"
 
 
 def cost_text(cost: RepairCost | None) -> str:

@@ -17,7 +17,12 @@ WORST_SHOWN = 5
 @json_option
 def quant_report(directory, as_json):
     """Per-layer int8 SQNR (ONNX and TFLite side by side), latency, and any repair."""
-    from edgeexport.build.quant_report import NO_LATENCY, cost_text, load_quant_report
+    from edgeexport.build.quant_report import (
+        NO_LATENCY,
+        cost_text,
+        load_quant_report,
+        rounding_words,
+    )
     from edgeexport.contracts.artifacts import RepairCosts
     report = load_quant_report(directory)
     costs = RepairCosts.in_directory(directory)
@@ -38,8 +43,8 @@ def quant_report(directory, as_json):
                   != "full int8" else "int8 precision: full int8")
     for r in repair["formats"]:
         footer.append(f"{r['format']}: {r['ranges']} ranges, weights "
-                      + ("by GPTQ" if r.get("weight_rounding") == "GPTQ" else "to nearest")
-                      + f", kept {len(r['kept'])} layer(s) "
+                      f"{rounding_words(r.get('weight_rounding', 'nearest'))}, "
+                      f"kept {len(r['kept'])} layer(s) "
                       f"at 16-bit activations{' (every activation)' if r['every_layer'] else ''}"
                       f", cosine {r['cosine_before']:.4f} → {r['cosine_after']:.4f}"
                       + cost_text(costs.get(r["format"])))

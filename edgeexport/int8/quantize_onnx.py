@@ -156,7 +156,8 @@ def _rounded_weights(prepared: Path, calibration: np.ndarray, input_name: str, l
                 top, left, bottom, right = a.get("pads", (0, 0, 0, 0))
                 layers[name] = ConvLayer(name, kernel, tuple(a.get("strides", (1, 1))),
                                          (top, left, bottom, right), a.get("group", 1))
-        probe = onnx.load(str(prepared))
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)  # before any weight is rounded
         wanted = sorted({convs[n].input[0] for n in layers} - {input_name})
         probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in wanted)
         session = ort.InferenceSession(probe.SerializeToString(),

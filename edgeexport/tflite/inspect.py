@@ -40,7 +40,8 @@ class TfliteSummary:
         ``mixed``: a mixed-precision plan (repair), whose 16-bit islands may run ops that
         have no int16 kernel (HARD_SWISH) in float between DEQUANTIZE and QUANTIZE;
         ``float_islands``: its float rungs, whose convolutions keep float weights;
-        ``float_output``: the repair's widened output (PrecisionPlan.float_output), float32."""
+        ``float_output``: the repair's widened output (PrecisionPlan.float_output), float32,
+        out of a DEQUANTIZE."""
         problems = []
         want = io_type.upper()
         outputs = "FLOAT32" if float_output else want
@@ -50,9 +51,9 @@ class TfliteSummary:
                             + (f"→{outputs}" if float_output else ""))
         if "TRANSPOSE" in self.first_ops_on_input:
             problems.append("a TRANSPOSE reads the input (input is not NHWC)")
-        if "DEQUANTIZE" in self.op_histogram and not mixed:
+        if "DEQUANTIZE" in self.op_histogram and not (mixed or float_output):
             problems.append(f"{self.op_histogram['DEQUANTIZE']} DEQUANTIZE op(s)")
-        if self.float_tensors_in_ops and not mixed:
+        if self.float_tensors_in_ops and not (mixed or float_output):
             problems.append(f"float tensors in ops: {', '.join(self.float_tensors_in_ops[:5])}")
         for op in self.ops:
             if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and not op.weight_channels_quantized \
