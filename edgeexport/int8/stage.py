@@ -19,7 +19,6 @@ from edgeexport.contracts.variant import Analysis
 from edgeexport.core.validate import Comparison, int8_holds
 from edgeexport.int8.error_map import measure_error_map
 from edgeexport.int8.precision_plan import PrecisionPlan
-from edgeexport.int8.weight_rounding import ROUNDINGS
 from edgeexport.int8.repair import (
     RANGE_METHODS,
     TIMING_RUNS,
@@ -27,6 +26,7 @@ from edgeexport.int8.repair import (
     quantize_validated,
     repair_order,
 )
+from edgeexport.int8.weight_rounding import ROUNDINGS
 
 
 class Int8Stage:
